@@ -1,0 +1,1 @@
+"""hybatch: a self-hosted service speaking the Azure Batch data-plane API."""

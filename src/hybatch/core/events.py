@@ -1,0 +1,58 @@
+"""Events reported by the outside world (backends, timers). Past tense, frozen.
+
+API mutations are commands (core.commands); both go through ``BatchCore.handle``.
+
+Imports: standard library, core.records.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from hybatch.core.records import FailureInfoRecord
+
+
+@dataclass(frozen=True, slots=True)
+class NodeReady:
+    """A provisioned node finished starting and can take tasks."""
+
+    node_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class NodeLost:
+    """A node died or disconnected; its running tasks must be requeued."""
+
+    node_id: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class NodeReleased:
+    """A node asked to leave the pool is gone; its record can be dropped."""
+
+    node_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class TaskExited:
+    """One attempt of a task ended. ``exit_code`` is None when the process never started
+    (``failure`` then says why: a pre-processing error)."""
+
+    job_id: str
+    task_id: str
+    attempt: int
+    exit_code: int | None
+    start_time: datetime | None
+    end_time: datetime
+    timed_out: bool = False
+    failure: FailureInfoRecord | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    """A timer fired: re-evaluate time-based facts (resize timeouts, retention, ...)."""
+
+
+Event = NodeReady | NodeLost | NodeReleased | TaskExited | Tick
