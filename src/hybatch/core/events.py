@@ -51,8 +51,17 @@ class TaskExited:
 
 
 @dataclass(frozen=True, slots=True)
+class TaskLost:
+    """An attempt's outcome is unknowable (its node restarted with no exit record): requeue."""
+
+    job_id: str
+    task_id: str
+    attempt: int
+
+
+@dataclass(frozen=True, slots=True)
 class Tick:
     """A timer fired: re-evaluate time-based facts (resize timeouts, retention, ...)."""
 
 
-Event = NodeReady | NodeLost | NodeReleased | TaskExited | Tick
+Event = NodeReady | NodeLost | NodeReleased | TaskExited | TaskLost | Tick

@@ -1,0 +1,192 @@
+"""ClusterState: every record the core holds, its indexes, and the set of changed records.
+
+Memory holds pools, nodes, jobs and every task that is not completed. A task that completes
+stays in memory only until the end of the loop turn (``take_changes``), so the store is the
+home of finished tasks. ``touch`` is the only way a record is marked changed; it bumps the
+version and etag and records the modification time.
+
+Invariants (checked by ``validate``):
+- a node's ``running_task_slots`` equals the slots of the running tasks placed on it;
+- a running task is placed on an existing node of its job's pool;
+- job counters equal the number of in-memory tasks per state (plus completed ones stored).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from hybatch.core.records import (
+    JobRecord,
+    NodeRecord,
+    PoolRecord,
+    TaskRecord,
+    etag_for,
+)
+
+AnyRecord = PoolRecord | NodeRecord | JobRecord | TaskRecord
+
+
+@dataclass(slots=True)
+class ChangeSet:
+    """Records changed during the current turn, by identity, plus deleted keys."""
+
+    pools: dict[str, PoolRecord] = field(default_factory=dict)
+    nodes: dict[str, NodeRecord] = field(default_factory=dict)
+    jobs: dict[str, JobRecord] = field(default_factory=dict)
+    tasks: dict[tuple[str, str], TaskRecord] = field(default_factory=dict)
+    deleted_pools: set[str] = field(default_factory=set)
+    deleted_nodes: set[str] = field(default_factory=set)
+    deleted_jobs: set[str] = field(default_factory=set)
+    deleted_tasks: set[tuple[str, str]] = field(default_factory=set)
+
+
+class ClusterState:
+    """The core's records. Mutated only by the core's handlers through the helpers here."""
+
+    def __init__(self) -> None:
+        self.pools: dict[str, PoolRecord] = {}
+        self.nodes: dict[str, NodeRecord] = {}
+        self.jobs: dict[str, JobRecord] = {}
+        self.tasks: dict[tuple[str, str], TaskRecord] = {}
+        # per job: keys of active tasks waiting for a slot, in submission order
+        self.ready: dict[str, deque[tuple[str, str]]] = {}
+        # per job: keys of running tasks
+        self.running: dict[str, set[tuple[str, str]]] = {}
+        self.pools_to_place: set[str] = set()
+        self.changes = ChangeSet()
+        self.job_seq = 0
+
+    # ------------------------------------------------------------------ lookups
+
+    def nodes_of(self, pool_key: str) -> list[NodeRecord]:
+        return [n for n in self.nodes.values() if n.pool_id.lower() == pool_key]
+
+    def jobs_on(self, pool_key: str) -> list[JobRecord]:
+        return [j for j in self.jobs.values() if j.pool_id.lower() == pool_key]
+
+    def tasks_of(self, job_key: str) -> list[TaskRecord]:
+        return [t for k, t in self.tasks.items() if k[0] == job_key]
+
+    # ------------------------------------------------------------------ mutation
+
+    def touch(self, record: AnyRecord, now: datetime) -> None:
+        """Mark a record changed this turn: new version, etag and modification time."""
+        record.version += 1
+        record.etag = etag_for(record.version, now)
+        if isinstance(record, PoolRecord):
+            record.last_modified = now
+            self.changes.pools[record.key] = record
+        elif isinstance(record, NodeRecord):
+            self.changes.nodes[record.key] = record
+        elif isinstance(record, JobRecord):
+            record.last_modified = now
+            self.changes.jobs[record.key] = record
+        else:
+            record.last_modified = now
+            self.changes.tasks[record.key] = record
+
+    def add_pool(self, pool: PoolRecord, now: datetime) -> None:
+        self.pools[pool.key] = pool
+        self.changes.deleted_pools.discard(pool.key)
+        self.touch(pool, now)
+
+    def drop_pool(self, pool: PoolRecord) -> None:
+        self.pools.pop(pool.key, None)
+        self.changes.pools.pop(pool.key, None)
+        self.changes.deleted_pools.add(pool.key)
+
+    def add_node(self, node: NodeRecord, now: datetime) -> None:
+        self.nodes[node.key] = node
+        self.changes.deleted_nodes.discard(node.key)
+        self.touch(node, now)
+
+    def drop_node(self, node: NodeRecord) -> None:
+        self.nodes.pop(node.key, None)
+        self.changes.nodes.pop(node.key, None)
+        self.changes.deleted_nodes.add(node.key)
+
+    def add_job(self, job: JobRecord, now: datetime) -> None:
+        self.jobs[job.key] = job
+        self.ready.setdefault(job.key, deque())
+        self.running.setdefault(job.key, set())
+        self.changes.deleted_jobs.discard(job.key)
+        self.touch(job, now)
+
+    def drop_job(self, job: JobRecord) -> None:
+        key = job.key
+        self.jobs.pop(key, None)
+        self.ready.pop(key, None)
+        self.running.pop(key, None)
+        for tkey in [k for k in self.tasks if k[0] == key]:
+            del self.tasks[tkey]
+        for tkey in [k for k in self.changes.tasks if k[0] == key]:
+            del self.changes.tasks[tkey]
+        self.changes.deleted_tasks = {k for k in self.changes.deleted_tasks if k[0] != key}
+        self.changes.jobs.pop(key, None)
+        self.changes.deleted_jobs.add(key)
+
+    def add_task(self, task: TaskRecord, now: datetime) -> None:
+        self.tasks[task.key] = task
+        self.changes.deleted_tasks.discard(task.key)
+        self.touch(task, now)
+
+    def adopt_task(self, task: TaskRecord) -> None:
+        """Hold a stored (completed) task for this turn so a command can act on it."""
+        self.tasks.setdefault(task.key, task)
+
+    def drop_task(self, task: TaskRecord) -> None:
+        key = task.key
+        self.tasks.pop(key, None)
+        self.changes.tasks.pop(key, None)
+        self.changes.deleted_tasks.add(key)
+        ready = self.ready.get(key[0])
+        if ready is not None and key in ready:
+            ready.remove(key)
+        self.running.get(key[0], set()).discard(key)
+
+    def take_changes(self) -> ChangeSet:
+        """Hand the turn's changes to the runtime and evict completed tasks from memory."""
+        changes = self.changes
+        self.changes = ChangeSet()
+        for key in [k for k, t in self.tasks.items() if t.state == "completed"]:
+            del self.tasks[key]
+        return changes
+
+    # ------------------------------------------------------------------ checks
+
+    def validate(self) -> list[str]:
+        """Invariant violations (empty when consistent). Used by tests, cheap enough for debug."""
+        problems: list[str] = []
+        slots: dict[str, int] = {}
+        counts: dict[str, int] = {}
+        for task in self.tasks.values():
+            if task.state in ("running", "preparing"):
+                if task.node_id is None or task.node_id.lower() not in self.nodes:
+                    problems.append(f"task {task.key} running on missing node {task.node_id}")
+                else:
+                    nk = task.node_id.lower()
+                    slots[nk] = slots.get(nk, 0) + task.required_slots
+                    counts[nk] = counts.get(nk, 0) + 1
+        for node in self.nodes.values():
+            if node.running_task_slots != slots.get(node.key, 0):
+                problems.append(
+                    f"node {node.id} counts {node.running_task_slots} slots, "
+                    f"tasks use {slots.get(node.key, 0)}"
+                )
+            if node.running_task_slots > node.slots:
+                problems.append(f"node {node.id} over-committed")
+            if node.running_tasks != counts.get(node.key, 0):
+                problems.append(f"node {node.id} running_tasks mismatch")
+        for job in self.jobs.values():
+            tasks = self.tasks_of(job.key)
+            active = sum(1 for t in tasks if t.state == "active")
+            running = sum(1 for t in tasks if t.state in ("running", "preparing"))
+            if job.counts.active != active:
+                problems.append(f"job {job.id} active count {job.counts.active} != {active}")
+            if job.counts.running != running:
+                problems.append(f"job {job.id} running count {job.counts.running} != {running}")
+            if any(t.state == "completed" and t.key in self.ready.get(job.key, ()) for t in tasks):
+                problems.append(f"job {job.id} has a completed task in its ready queue")
+        return problems

@@ -1,0 +1,163 @@
+"""Commands: API mutations, as frozen values handed to ``BatchCore.handle``.
+
+Each command either changes state and returns a result, or raises ``DomainError`` having
+changed nothing. Bodies arrive already parsed into wire models by the HTTP layer.
+
+Imports: standard library, wire models.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from hybatch.schema import (
+    BatchJobCreateOptions,
+    BatchPoolCreateOptions,
+    BatchTaskCreateOptions,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Precondition:
+    """Conditional-request headers, already parsed (etags unquoted, dates as datetimes)."""
+
+    if_match: str | None = None
+    if_none_match: str | None = None
+    if_modified_since: float | None = None  # POSIX seconds
+    if_unmodified_since: float | None = None
+
+
+NO_PRECONDITION = Precondition()
+
+
+# ------------------------------------------------------------------ pools
+
+
+@dataclass(frozen=True, slots=True)
+class CreatePool:
+    spec: BatchPoolCreateOptions
+
+
+@dataclass(frozen=True, slots=True)
+class ResizePool:
+    pool_id: str
+    target_dedicated_nodes: int | None
+    target_low_priority_nodes: int | None
+    resize_timeout: timedelta | None
+    node_deallocation_option: str | None
+    precondition: Precondition = NO_PRECONDITION
+
+
+@dataclass(frozen=True, slots=True)
+class StopPoolResize:
+    pool_id: str
+    precondition: Precondition = NO_PRECONDITION
+
+
+@dataclass(frozen=True, slots=True)
+class RemoveNodes:
+    pool_id: str
+    node_ids: tuple[str, ...]
+    resize_timeout: timedelta | None
+    node_deallocation_option: str | None
+    precondition: Precondition = NO_PRECONDITION
+
+
+@dataclass(frozen=True, slots=True)
+class DeletePool:
+    pool_id: str
+    precondition: Precondition = NO_PRECONDITION
+
+
+# ------------------------------------------------------------------ jobs
+
+
+@dataclass(frozen=True, slots=True)
+class CreateJob:
+    spec: BatchJobCreateOptions
+
+
+@dataclass(frozen=True, slots=True)
+class UpdateJob:
+    """PATCH (merge: only ``fields`` present are changed) or PUT (replace updatable fields).
+
+    ``fields`` maps wire names (``priority``, ``maxParallelTasks``, ``onAllTasksComplete``,
+    ``constraints``, ``poolInfo``, ``metadata``, ``allowTaskPreemption``) to parsed values."""
+
+    job_id: str
+    fields: tuple[tuple[str, object], ...]
+    replace: bool = False
+    precondition: Precondition = NO_PRECONDITION
+
+
+@dataclass(frozen=True, slots=True)
+class TerminateJob:
+    job_id: str
+    reason: str | None = None
+    precondition: Precondition = NO_PRECONDITION
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteJob:
+    job_id: str
+    precondition: Precondition = NO_PRECONDITION
+
+
+# ------------------------------------------------------------------ tasks
+
+
+@dataclass(frozen=True, slots=True)
+class AddTasks:
+    """One task (``single=True``: errors raise) or a collection (per-task results)."""
+
+    job_id: str
+    specs: tuple[BatchTaskCreateOptions, ...]
+    single: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class TerminateTask:
+    job_id: str
+    task_id: str
+    precondition: Precondition = NO_PRECONDITION
+
+
+@dataclass(frozen=True, slots=True)
+class ReactivateTask:
+    job_id: str
+    task_id: str
+    precondition: Precondition = NO_PRECONDITION
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteTask:
+    job_id: str
+    task_id: str
+    precondition: Precondition = NO_PRECONDITION
+
+
+@dataclass(frozen=True, slots=True)
+class UpdateTaskConstraints:
+    job_id: str
+    task_id: str
+    max_wall_clock_time: timedelta | None
+    retention_time: timedelta | None
+    max_task_retry_count: int | None
+    precondition: Precondition = NO_PRECONDITION
+
+
+Command = (
+    CreatePool | ResizePool | StopPoolResize | RemoveNodes | DeletePool
+    | CreateJob | UpdateJob | TerminateJob | DeleteJob
+    | AddTasks | TerminateTask | ReactivateTask | DeleteTask | UpdateTaskConstraints
+)
+
+
+def task_targets(command: Command) -> list[tuple[str, str]]:
+    """(job_id, task_id) pairs a command touches; the runtime loads stored ones first."""
+    if isinstance(command, AddTasks):
+        return [(command.job_id, s.id) for s in command.specs]
+    if isinstance(command, TerminateTask | ReactivateTask | DeleteTask | UpdateTaskConstraints):
+        return [(command.job_id, command.task_id)]
+    return []

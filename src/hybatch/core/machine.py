@@ -1,0 +1,142 @@
+"""BatchCore: the single writer. ``handle(message, now)`` applies one command or event to the
+cluster state and returns the effects to execute and the command's result.
+
+The core is synchronous and deterministic: it reads no clock (``now`` is passed in), does no
+I/O and draws node ids from the injected ``NodeIds``. A command that raises ``DomainError``
+leaves the state untouched (handlers validate before mutating). After every message the
+placement pass runs for pools whose capacity or demand changed.
+
+Imports: standard library, core modules.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from hybatch.core import jobs, pools, tasks
+from hybatch.core.cluster import ChangeSet, ClusterState
+from hybatch.core.commands import (
+    AddTasks,
+    Command,
+    CreateJob,
+    CreatePool,
+    DeleteJob,
+    DeletePool,
+    DeleteTask,
+    ReactivateTask,
+    RemoveNodes,
+    ResizePool,
+    StopPoolResize,
+    TerminateJob,
+    TerminateTask,
+    UpdateJob,
+    UpdateTaskConstraints,
+)
+from hybatch.core.context import Ctx, NodeIds
+from hybatch.core.effects import Effect
+from hybatch.core.events import (
+    Event,
+    NodeLost,
+    NodeReady,
+    NodeReleased,
+    TaskExited,
+    TaskLost,
+    Tick,
+)
+from hybatch.core.placement import place_tasks
+from hybatch.core.records import JobRecord, NodeRecord, PoolRecord, TaskRecord
+
+Message = Command | Event
+
+
+@dataclass(slots=True)
+class Outcome:
+    effects: list[Effect] = field(default_factory=list)
+    result: object = None
+
+
+def _tick(ctx: Ctx, event: Tick) -> None:
+    """Time-based checks; nothing time-driven is built yet beyond re-running placement."""
+    ctx.state.pools_to_place.update(ctx.state.pools)
+
+
+_HANDLERS: dict[type, Callable[[Ctx, Any], object]] = {
+    CreatePool: pools.create_pool,
+    ResizePool: pools.resize_pool,
+    StopPoolResize: pools.stop_resize,
+    RemoveNodes: pools.remove_nodes,
+    DeletePool: pools.delete_pool,
+    CreateJob: jobs.create_job,
+    UpdateJob: jobs.update_job,
+    TerminateJob: jobs.terminate_job,
+    DeleteJob: jobs.delete_job,
+    AddTasks: tasks.add_tasks,
+    TerminateTask: tasks.terminate_task,
+    ReactivateTask: tasks.reactivate_task,
+    DeleteTask: tasks.delete_task,
+    UpdateTaskConstraints: tasks.update_constraints,
+    NodeReady: pools.on_node_ready,
+    NodeReleased: pools.on_node_released,
+    NodeLost: pools.on_node_lost,
+    TaskExited: tasks.on_task_exited,
+    TaskLost: tasks.on_task_lost,
+    Tick: _tick,
+}
+
+
+class BatchCore:
+    """Owns the ClusterState; ``handle`` is its only mutator (plus ``restore``/``adopt``)."""
+
+    def __init__(self, ids: NodeIds) -> None:
+        self.state = ClusterState()
+        self._ids = ids
+
+    def handle(self, message: Message, now: datetime) -> Outcome:
+        ctx = Ctx(state=self.state, now=now, ids=self._ids)
+        result = _HANDLERS[type(message)](ctx, message)
+        place_tasks(ctx)
+        return Outcome(effects=ctx.effects, result=result)
+
+    def restore(self, pool_records: Iterable[PoolRecord], node_records: Iterable[NodeRecord],
+                job_records: Iterable[JobRecord], task_records: Iterable[TaskRecord]) -> None:
+        """Load stored records at start-up (unfinished tasks only). No changes are recorded."""
+        state = self.state
+        for pool in pool_records:
+            state.pools[pool.key] = pool
+        for node in node_records:
+            node.task_keys = []
+            node.running_tasks = 0
+            node.running_task_slots = 0
+            state.nodes[node.key] = node
+        for job in job_records:
+            state.jobs[job.key] = job
+            state.ready.setdefault(job.key, deque())
+            state.running.setdefault(job.key, set())
+            state.job_seq = max(state.job_seq, job.seq)
+        for task in sorted(task_records, key=lambda t: (t.job_id.lower(), t.seq)):
+            state.tasks[task.key] = task
+            owner = state.jobs.get(task.key[0])
+            if owner is None:
+                continue
+            if task.state in ("running", "preparing"):
+                host = state.nodes.get((task.node_id or "").lower())
+                if host is not None:
+                    host.task_keys.append(task.key)
+                    host.running_tasks += 1
+                    host.running_task_slots += task.required_slots
+                state.running[owner.key].add(task.key)
+            elif task.state == "active" and owner.state == "active":
+                state.ready[owner.key].append(task.key)
+        state.pools_to_place.update(state.pools)
+
+    def adopt(self, stored: Iterable[TaskRecord]) -> None:
+        """Make stored (completed) tasks visible to the next command of this turn."""
+        for task in stored:
+            self.state.adopt_task(task)
+
+    def take_changes(self) -> ChangeSet:
+        return self.state.take_changes()

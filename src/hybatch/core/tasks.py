@@ -1,0 +1,431 @@
+"""Task lifecycle: creation, state changes with job counters, exits, retries, terminate,
+reactivate, delete and constraint updates.
+
+States (BatchTaskState): ``active`` waits for a slot; ``preparing`` runs the job preparation
+task (not used yet); ``running`` has an attempt on a node; ``completed`` is final unless
+reactivated. Every state change goes through ``set_task_state`` so job counters stay exact.
+
+Imports: standard library, core modules, wire models.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+from hybatch.core import jobs as job_rules
+from hybatch.core.attempts import (
+    KILL_DELETE,
+    KILL_JOB_TERMINATE,
+    KILL_REQUEUE,
+    KILL_TERMINATE,
+    kill_attempt,
+)
+from hybatch.core.commands import (
+    AddTasks,
+    DeleteTask,
+    ReactivateTask,
+    TerminateTask,
+    UpdateTaskConstraints,
+)
+from hybatch.core.context import Ctx, check_precondition, seconds
+from hybatch.core.effects import DeleteTaskFiles, ReleaseNode, StartTask, TaskLaunch
+from hybatch.core.errors import DomainError, conflict, exists, not_found
+from hybatch.core.events import TaskExited, TaskLost
+from hybatch.core.records import (
+    FailureInfoRecord,
+    JobRecord,
+    NodeRecord,
+    TaskRecord,
+    task_key,
+)
+from hybatch.core.validation import check_id, check_range, unsupported
+from hybatch.schema import BatchTaskConstraints, BatchTaskCreateOptions
+
+DEFAULT_RETENTION_S = 7 * 24 * 3600.0
+MAX_TASKS_PER_COLLECTION = 100
+
+
+
+# ------------------------------------------------------------------ state and counters
+
+
+def _bucket(state: str) -> str:
+    return "running" if state == "preparing" else state
+
+
+def set_task_state(ctx: Ctx, job: JobRecord, task: TaskRecord, new_state: str) -> None:
+    """Move a task to ``new_state``, keeping the job's task and slot counters exact."""
+    old = task.state
+    if old == new_state:
+        return
+    counts = job.counts
+    slots = task.required_slots
+    old_b, new_b = _bucket(old), _bucket(new_state)
+    if old_b != new_b:
+        if old_b == "active":
+            counts.active -= 1
+            counts.active_slots -= slots
+        elif old_b == "running":
+            counts.running -= 1
+            counts.running_slots -= slots
+        elif old_b == "completed":
+            _count_completed(job, task, -1)
+        if new_b == "active":
+            counts.active += 1
+            counts.active_slots += slots
+        elif new_b == "running":
+            counts.running += 1
+            counts.running_slots += slots
+    task.previous_state = old
+    task.previous_state_transition_time = task.state_transition_time
+    task.state = new_state
+    task.state_transition_time = ctx.now
+    if new_b == "completed":
+        _count_completed(job, task, +1)
+    ctx.state.touch(task, ctx.now)
+    ctx.state.touch(job, ctx.now)
+
+
+def _count_completed(job: JobRecord, task: TaskRecord, sign: int) -> None:
+    counts = job.counts
+    slots = task.required_slots
+    counts.completed += sign
+    counts.completed_slots += sign * slots
+    if task.result == "success":
+        counts.succeeded += sign
+        counts.succeeded_slots += sign * slots
+    else:
+        counts.failed += sign
+        counts.failed_slots += sign * slots
+
+
+def make_ready(ctx: Ctx, job: JobRecord, task: TaskRecord) -> None:
+    """Queue an active task for placement on its job's pool."""
+    ctx.state.ready.setdefault(job.key, deque()).append(task.key)
+    if job.pool_id:
+        ctx.state.pools_to_place.add(job.pool_id.lower())
+
+
+# ------------------------------------------------------------------ creation
+
+
+def resolve_constraints(task: TaskRecord) -> None:
+    """Copy the spec's constraints into the record's resolved numeric fields."""
+    c = task.spec.constraints
+    task.max_wall_clock_s = seconds(c.max_wall_clock_time) if c else None
+    retention = seconds(c.retention_time) if c else None
+    task.retention_s = retention if retention is not None else DEFAULT_RETENTION_S
+    task.max_task_retry_count = (c.max_task_retry_count or 0) if c else 0
+
+
+def validate_task_spec(spec: BatchTaskCreateOptions, job: JobRecord) -> None:
+    """Reject what this server cannot run faithfully, with Batch error codes."""
+    check_id(spec.id)
+    if not spec.command_line.strip():
+        raise DomainError("InvalidPropertyValue", "The command line must not be empty.",
+                          details={"PropertyName": "commandLine"})
+    if spec.required_slots is not None:
+        check_range("requiredSlots", spec.required_slots, 1, 256)
+    if spec.constraints is not None and spec.constraints.max_task_retry_count is not None:
+        check_range("constraints.maxTaskRetryCount", spec.constraints.max_task_retry_count,
+                    -1, 100)
+    if spec.depends_on is not None:
+        raise unsupported("Task dependencies", "dependsOn")
+    if spec.multi_instance_settings is not None:
+        raise unsupported("Multi-instance tasks", "multiInstanceSettings")
+    if spec.resource_files:
+        raise unsupported("Resource files", "resourceFiles")
+    if spec.output_files:
+        raise unsupported("Output files", "outputFiles")
+    if spec.container_settings is not None:
+        raise unsupported("Container tasks", "containerSettings")
+    if spec.application_package_references:
+        raise unsupported("Application packages", "applicationPackageReferences")
+
+
+def add_tasks(ctx: Ctx, cmd: AddTasks) -> list[DomainError | TaskRecord]:
+    """Create tasks; per task either the new record or the error (collections report each)."""
+    job = ctx.state.jobs.get(cmd.job_id.lower())
+    if job is None:
+        raise not_found("Job", cmd.job_id)
+    if job.state == "completed":
+        raise conflict("JobCompleted", "The specified job is already in a completed state.")
+    if job.state in ("terminating", "deleting"):
+        code = "JobBeingTerminated" if job.state == "terminating" else "JobBeingDeleted"
+        raise conflict(code, f"The specified job is {job.state}.")
+    if len(cmd.specs) > MAX_TASKS_PER_COLLECTION:
+        raise DomainError(
+            "InvalidPropertyValue",
+            f"A task collection may hold at most {MAX_TASKS_PER_COLLECTION} tasks.",
+            details={"PropertyName": "value", "Reason": "TooManyTasks"},
+        )
+    results: list[DomainError | TaskRecord] = []
+    for spec in cmd.specs:
+        try:
+            results.append(_add_one(ctx, job, spec))
+        except DomainError as error:
+            if cmd.single:
+                raise
+            results.append(error)
+    return results
+
+
+def _add_one(ctx: Ctx, job: JobRecord, spec: BatchTaskCreateOptions) -> TaskRecord:
+    validate_task_spec(spec, job)
+    key = task_key(job.id, spec.id)
+    if key in ctx.state.tasks:
+        raise exists("Task", spec.id)
+    job.next_task_seq += 1
+    task = TaskRecord(job_id=job.id, id=spec.id, spec=spec, creation_time=ctx.now,
+                      seq=job.next_task_seq, state="active", state_transition_time=ctx.now)
+    resolve_constraints(task)
+    ctx.state.add_task(task, ctx.now)
+    job.counts.active += 1
+    job.counts.active_slots += task.required_slots
+    ctx.state.touch(job, ctx.now)
+    make_ready(ctx, job, task)
+    return task
+
+
+# ------------------------------------------------------------------ running
+
+
+def start_on_node(ctx: Ctx, job: JobRecord, task: TaskRecord, node: NodeRecord) -> None:
+    """Place one attempt of ``task`` on ``node`` and ask the backend to run it."""
+    task.attempt += 1
+    task.node_id = node.id
+    task.pool_id = node.pool_id
+    task.start_time = ctx.now
+    task.end_time = None
+    task.exit_code = None
+    task.kill_requested = None
+    set_task_state(ctx, job, task, "running")
+    ctx.state.running.setdefault(job.key, set()).add(task.key)
+    node.running_tasks += 1
+    node.running_task_slots += task.required_slots
+    node.total_tasks_run += 1
+    node.task_keys.append(task.key)
+    if node.state == "idle":
+        node.state = "running"
+        node.state_transition_time = ctx.now
+    ctx.state.touch(node, ctx.now)
+    env: list[tuple[str, str]] = []
+    for setting in job.spec.common_environment_settings or []:
+        env.append((setting.name, setting.value or ""))
+    for setting in task.spec.environment_settings or []:
+        env.append((setting.name, setting.value or ""))
+    ctx.effects.append(StartTask(TaskLaunch(
+        pool_id=node.pool_id, node_id=node.id, job_id=job.id, task_id=task.id,
+        attempt=task.attempt, command_line=task.spec.command_line, environment=tuple(env),
+        max_wall_clock_s=task.max_wall_clock_s,
+    )))
+
+
+def _release_slot(ctx: Ctx, task: TaskRecord) -> NodeRecord | None:
+    """Free the task's slots on its node; returns the node (if it still exists)."""
+    ctx.state.running.get(task.job_id.lower(), set()).discard(task.key)
+    node = ctx.state.nodes.get((task.node_id or "").lower())
+    if node is None:
+        return None
+    if task.key in node.task_keys:
+        node.task_keys.remove(task.key)
+        node.running_tasks -= 1
+        node.running_task_slots -= task.required_slots
+    if node.running_tasks == 0 and node.state == "running":
+        node.state = "idle"
+        node.state_transition_time = ctx.now
+    if node.removing and node.running_tasks == 0:
+        ctx.effects.append(ReleaseNode(pool_id=node.pool_id, node_id=node.id))
+    ctx.state.touch(node, ctx.now)
+    ctx.state.pools_to_place.add(node.pool_id.lower())
+    return node
+
+
+def on_task_exited(ctx: Ctx, event: TaskExited) -> None:
+    """Apply one attempt's end: retry, requeue or complete, then job-level consequences."""
+    key = task_key(event.job_id, event.task_id)
+    task = ctx.state.tasks.get(key)
+    if task is None or task.state not in ("running", "preparing"):
+        return
+    if task.attempt != event.attempt:
+        return
+    job = ctx.state.jobs[key[0]]
+    node = _release_slot(ctx, task)
+    task.end_time = event.end_time
+    task.exit_code = event.exit_code
+    reason = task.kill_requested
+    task.kill_requested = None
+    if reason == KILL_REQUEUE:
+        task.requeue_count += 1
+        task.last_requeue_time = ctx.now
+        _back_to_active(ctx, job, task)
+        return
+    if reason in (KILL_TERMINATE, KILL_JOB_TERMINATE):
+        _complete(ctx, job, task, "failure", FailureInfoRecord(
+            category="usererror", code="TaskEnded",
+            message="The task was terminated" + (" with its job." if reason ==
+                                                 KILL_JOB_TERMINATE else "."),
+        ))
+        return
+    if event.failure is not None and event.exit_code is None:
+        _complete(ctx, job, task, "failure", event.failure)
+        return
+    if event.exit_code == 0 and not event.timed_out:
+        if node is not None:
+            node.total_tasks_succeeded += 1
+        _complete(ctx, job, task, "success", None)
+        return
+    limit = task.max_task_retry_count
+    if limit == -1 or task.retry_count < limit:
+        task.retry_count += 1
+        task.last_retry_time = ctx.now
+        _back_to_active(ctx, job, task)
+        return
+    failure = event.failure or FailureInfoRecord(
+        category="usererror", code="FailureExitCode",
+        message="The task process exited with an unexpected exit code",
+        details=[("Message", f"The task process exited with an unexpected exit code: "
+                             f"{event.exit_code}")],
+    )
+    _complete(ctx, job, task, "failure", failure)
+
+
+def on_task_lost(ctx: Ctx, event: TaskLost) -> None:
+    task = ctx.state.tasks.get(task_key(event.job_id, event.task_id))
+    if task is not None and task.attempt == event.attempt:
+        requeue_lost(ctx, task)
+
+
+def requeue_lost(ctx: Ctx, task: TaskRecord) -> None:
+    """The task's node is gone: no exit will come. Requeue, or finish a pending kill."""
+    if task.state not in ("running", "preparing"):
+        return
+    job = ctx.state.jobs[task.job_id.lower()]
+    _release_slot(ctx, task)
+    reason = task.kill_requested
+    task.kill_requested = None
+    task.end_time = ctx.now
+    if reason in (KILL_TERMINATE, KILL_JOB_TERMINATE):
+        _complete(ctx, job, task, "failure", FailureInfoRecord(
+            category="usererror", code="TaskEnded", message="The task was terminated."))
+        return
+    task.requeue_count += 1
+    task.last_requeue_time = ctx.now
+    _back_to_active(ctx, job, task)
+
+
+def _back_to_active(ctx: Ctx, job: JobRecord, task: TaskRecord) -> None:
+    set_task_state(ctx, job, task, "active")
+    if job.state == "active":
+        make_ready(ctx, job, task)
+
+
+def _complete(ctx: Ctx, job: JobRecord, task: TaskRecord, result: str,
+              failure: FailureInfoRecord | None) -> None:
+    task.result = result
+    task.failure_info = failure
+    if task.end_time is None:
+        task.end_time = ctx.now
+    set_task_state(ctx, job, task, "completed")
+    job_rules.on_task_completed(ctx, job)
+
+
+# ------------------------------------------------------------------ commands
+
+
+def _get(ctx: Ctx, job_id: str, task_id: str) -> tuple[JobRecord, TaskRecord]:
+    job = ctx.state.jobs.get(job_id.lower())
+    if job is None:
+        raise not_found("Job", job_id)
+    task = ctx.state.tasks.get(task_key(job_id, task_id))
+    if task is None:
+        raise not_found("Task", task_id)
+    return job, task
+
+
+def terminate_task(ctx: Ctx, cmd: TerminateTask) -> TaskRecord:
+    job, task = _get(ctx, cmd.job_id, cmd.task_id)
+    check_precondition(task.etag, task.last_modified, cmd.precondition)
+    if task.state == "completed":
+        raise conflict("TaskCompleted", "The specified task is already completed.")
+    if task.state == "active":
+        _complete(ctx, job, task, "failure", FailureInfoRecord(
+            category="usererror", code="TaskEnded", message="The task was terminated."))
+    else:
+        kill_attempt(ctx, task, KILL_TERMINATE)
+    return task
+
+
+def reactivate_task(ctx: Ctx, cmd: ReactivateTask) -> TaskRecord:
+    job, task = _get(ctx, cmd.job_id, cmd.task_id)
+    check_precondition(task.etag, task.last_modified, cmd.precondition)
+    if task.state != "completed":
+        raise conflict("TaskNotCompleted", "The specified task is not completed.")
+    if task.result == "success":
+        raise conflict("TaskSucceeded", "The specified task completed successfully and "
+                       "cannot be reactivated.")
+    if job.state in ("completed", "terminating", "deleting"):
+        raise conflict("JobCompleted" if job.state == "completed" else "JobNotActive",
+                       "The task's job no longer accepts work.")
+    task.retry_count = 0
+    task.requeue_count = 0
+    task.exit_code = None
+    task.failure_info = None
+    task.start_time = None
+    task.end_time = None
+    set_task_state(ctx, job, task, "active")
+    task.result = None
+    if job.state == "active":
+        make_ready(ctx, job, task)
+    return task
+
+
+def delete_task(ctx: Ctx, cmd: DeleteTask) -> None:
+    job, task = _get(ctx, cmd.job_id, cmd.task_id)
+    check_precondition(task.etag, task.last_modified, cmd.precondition)
+    remove_task(ctx, job, task)
+
+
+def remove_task(ctx: Ctx, job: JobRecord, task: TaskRecord) -> None:
+    """Forget a task: kill a running attempt, drop counters and its files."""
+    counts = job.counts
+    slots = task.required_slots
+    bucket = _bucket(task.state)
+    if bucket == "active":
+        counts.active -= 1
+        counts.active_slots -= slots
+    elif bucket == "running":
+        counts.running -= 1
+        counts.running_slots -= slots
+        kill_attempt(ctx, task, KILL_DELETE)
+        _release_slot(ctx, task)
+    else:
+        _count_completed(job, task, -1)
+    if task.node_id is not None:
+        ctx.effects.append(DeleteTaskFiles(pool_id=task.pool_id or "", node_id=task.node_id,
+                                           job_id=task.job_id, task_id=task.id))
+    ctx.state.drop_task(task)
+    ctx.state.touch(job, ctx.now)
+    job_rules.on_task_completed(ctx, job)
+
+
+def update_constraints(ctx: Ctx, cmd: UpdateTaskConstraints) -> TaskRecord:
+    _, task = _get(ctx, cmd.job_id, cmd.task_id)
+    check_precondition(task.etag, task.last_modified, cmd.precondition)
+    if task.state == "completed":
+        raise conflict("TaskCompleted", "The specified task is already completed.")
+    if cmd.max_task_retry_count is not None:
+        check_range("constraints.maxTaskRetryCount", cmd.max_task_retry_count, -1, 100)
+    constraints = task.spec.constraints
+    update = {
+        "max_wall_clock_time": cmd.max_wall_clock_time,
+        "retention_time": cmd.retention_time,
+        "max_task_retry_count": cmd.max_task_retry_count,
+    }
+    if constraints is None:
+        constraints = BatchTaskConstraints()
+    task.spec = task.spec.model_copy(update={"constraints": constraints.model_copy(
+        update={k: v for k, v in update.items() if v is not None})})
+    resolve_constraints(task)
+    ctx.state.touch(task, ctx.now)
+    return task
