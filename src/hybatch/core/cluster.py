@@ -108,10 +108,11 @@ class ClusterState:
         self.changes.deleted_nodes.add(node.key)
 
     def add_job(self, job: JobRecord, now: datetime) -> None:
+        # A job deleted earlier in this turn stays in ``deleted_jobs``: the store applies
+        # deletions first, so the old job's stored tasks go before the new job is written.
         self.jobs[job.key] = job
         self.ready.setdefault(job.key, deque())
         self.running.setdefault(job.key, set())
-        self.changes.deleted_jobs.discard(job.key)
         self.touch(job, now)
 
     def drop_job(self, job: JobRecord) -> None:

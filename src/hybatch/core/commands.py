@@ -154,8 +154,9 @@ Command = (
 )
 
 
-def task_targets(command: Command) -> list[tuple[str, str]]:
-    """(job_id, task_id) pairs a command touches; the runtime loads stored ones first."""
+def task_targets(command: object) -> list[tuple[str, str]]:
+    """(job_id, task_id) pairs a command touches; the runtime loads stored ones first.
+    Empty for events and commands that touch no task."""
     if isinstance(command, AddTasks):
         return [(command.job_id, s.id) for s in command.specs]
     if isinstance(command, TerminateTask | ReactivateTask | DeleteTask | UpdateTaskConstraints):

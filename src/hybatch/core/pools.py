@@ -51,7 +51,7 @@ def create_pool(ctx: Ctx, cmd: CreatePool) -> PoolRecord:
         raise unsupported("Start tasks", "startTask")
     if spec.mount_configuration:
         raise unsupported("Mount configuration", "mountConfiguration")
-    slots = spec.task_slots_per_node or 1
+    slots = spec.task_slots_per_node if spec.task_slots_per_node is not None else 1
     check_range("taskSlotsPerNode", slots, 1, 256)
     dedicated = spec.target_dedicated_nodes or 0
     low = spec.target_low_priority_nodes or 0
@@ -270,6 +270,9 @@ def on_node_lost(ctx: Ctx, event: NodeLost) -> None:
     ctx.state.touch(node, ctx.now)
     if node.removing:
         ctx.effects.append(ReleaseNode(pool_id=node.pool_id, node_id=node.id))
+    pool = ctx.state.pools.get(node.pool_id.lower())
+    if pool is not None:
+        _settle_allocation(ctx, pool)  # a node lost while creating no longer holds a resize
 
 
 def _requeue_all(ctx: Ctx, node: NodeRecord) -> None:

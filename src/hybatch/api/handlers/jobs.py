@@ -1,0 +1,180 @@
+"""Jobs and tasks handlers: parse -> one service call -> respond."""
+
+from __future__ import annotations
+
+from starlette.responses import Response
+
+from hybatch.api.errors import error_body
+from hybatch.api.handlers.common import conditional, endpoint
+from hybatch.api.wire import Call, http_date, parse_model
+from hybatch.core import commands as cmd
+from hybatch.core.errors import DomainError
+from hybatch.core.present import iso
+from hybatch.runtime.service import BatchService
+from hybatch.schema import (
+    BatchJob,
+    BatchJobCreateOptions,
+    BatchJobTerminateOptions,
+    BatchJobUpdateOptions,
+    BatchTask,
+    BatchTaskCreateOptions,
+)
+
+COLLECTION_LIMIT_BYTES = 1024 * 1024
+_JOB_UPDATABLE = ("priority", "maxParallelTasks", "allowTaskPreemption", "onAllTasksComplete",
+                  "constraints", "poolInfo", "metadata")
+
+
+@endpoint
+async def create_job(call: Call, service: BatchService) -> Response:
+    spec = await call.body(BatchJobCreateOptions)
+    return call.written(await service.create_job(cmd.CreateJob(spec)), 201)
+
+
+@endpoint
+async def list_jobs(call: Call, service: BatchService) -> Response:
+    listing = service.list_jobs(call.filter("jobs"), call.max_results(), call.token())
+    return call.listing(listing, "jobs")
+
+
+@endpoint
+async def get_job(call: Call, service: BatchService, jobId: str) -> Response:
+    job = service.get_job(jobId)
+    return conditional(call, job.etag, job.last_modified) or call.json(
+        job.body, metadata="jobs/@Element", etag=job.etag, last_modified=job.last_modified)
+
+
+async def _update_job(call: Call, service: BatchService, job_id: str, replace: bool) -> Response:
+    model = BatchJob if replace else BatchJobUpdateOptions
+    body = await call.body(model)  # type: ignore[type-var]
+    sent = body.model_dump(by_alias=True, exclude_unset=True)
+    parsed = {name: getattr(body, _snake(name)) for name in _JOB_UPDATABLE if name in sent}
+    written = await service.job_command(cmd.UpdateJob(
+        job_id, tuple(parsed.items()), replace=replace, precondition=call.precondition()))
+    return call.written(written, 200)
+
+
+def _snake(name: str) -> str:
+    return "".join("_" + c.lower() if c.isupper() else c for c in name)
+
+
+@endpoint
+async def patch_job(call: Call, service: BatchService, jobId: str) -> Response:
+    return await _update_job(call, service, jobId, replace=False)
+
+
+@endpoint
+async def put_job(call: Call, service: BatchService, jobId: str) -> Response:
+    return await _update_job(call, service, jobId, replace=True)
+
+
+@endpoint
+async def delete_job(call: Call, service: BatchService, jobId: str) -> Response:
+    await service.job_command(cmd.DeleteJob(jobId, call.precondition()))
+    return call.empty(202)
+
+
+@endpoint
+async def terminate_job(call: Call, service: BatchService, jobId: str) -> Response:
+    body = await call.body(BatchJobTerminateOptions)
+    written = await service.job_command(cmd.TerminateJob(jobId, body.terminate_reason,
+                                                         call.precondition()))
+    return call.written(written, 202)
+
+
+@endpoint
+async def task_counts(call: Call, service: BatchService, jobId: str) -> Response:
+    return call.json(service.job_task_counts(jobId))
+
+
+# ------------------------------------------------------------------ tasks
+
+
+@endpoint
+async def create_task(call: Call, service: BatchService, jobId: str) -> Response:
+    spec = await call.body(BatchTaskCreateOptions)
+    written = await service.add_task(cmd.AddTasks(jobId, (spec,), single=True))
+    return call.written(written, 201)
+
+
+@endpoint
+async def add_task_collection(call: Call, service: BatchService, jobId: str) -> Response:
+    raw = await call.request.body()
+    if len(raw) > COLLECTION_LIMIT_BYTES:
+        raise DomainError("RequestBodyTooLarge", "The request body is too large; a task "
+                          "collection may be at most 1 MB.",
+                          details={"MaxLimit": str(COLLECTION_LIMIT_BYTES)})
+    import json
+
+    try:
+        data = json.loads(raw or b"{}")
+    except ValueError as error:
+        raise DomainError("InvalidRequestBody", "The request body is not valid JSON.") from error
+    items = data.get("value") if isinstance(data, dict) else None
+    if not isinstance(items, list):
+        raise DomainError("MissingRequiredProperty", "The task collection needs 'value'.",
+                          details={"PropertyName": "value"})
+    if len(items) > 100:
+        raise DomainError("InvalidPropertyValue", "A task collection may hold at most 100 "
+                          "tasks.", details={"PropertyName": "value", "Reason": "TooManyTasks"})
+    specs = tuple(parse_model(BatchTaskCreateOptions, item if isinstance(item, dict) else {})
+                  for item in items)
+    results = await service.add_tasks(cmd.AddTasks(jobId, specs))
+    value: list[dict[str, object]] = []
+    for spec, result in zip(specs, results, strict=True):
+        if isinstance(result, DomainError):
+            value.append({"status": "clienterror", "taskId": spec.id,
+                          "error": error_body(result.code, result.message, call.request_id,
+                                              result.details)})
+        else:
+            value.append({"status": "success", "taskId": result.id, "eTag": result.etag,
+                          "lastModified": iso(result.last_modified), "location": result.url})
+    return call.json({"value": value}, metadata="taskaddresult")
+
+
+@endpoint
+async def list_tasks(call: Call, service: BatchService, jobId: str) -> Response:
+    listing = service.list_tasks(jobId, call.filter("tasks"), call.max_results(), call.token())
+    return call.listing(listing, "tasks")
+
+
+@endpoint
+async def get_task(call: Call, service: BatchService, jobId: str, taskId: str) -> Response:
+    task = service.get_task(jobId, taskId)
+    return conditional(call, task.etag, task.last_modified) or call.json(
+        task.body, metadata="tasks/@Element", etag=task.etag, last_modified=task.last_modified)
+
+
+@endpoint
+async def put_task(call: Call, service: BatchService, jobId: str, taskId: str) -> Response:
+    body = await call.body(BatchTask)
+    c = body.constraints
+    written = await service.task_command(cmd.UpdateTaskConstraints(
+        jobId, taskId, c.max_wall_clock_time if c else None, c.retention_time if c else None,
+        c.max_task_retry_count if c else None, call.precondition()))
+    assert written is not None
+    return call.written(written, 200)
+
+
+@endpoint
+async def delete_task(call: Call, service: BatchService, jobId: str, taskId: str) -> Response:
+    await service.task_command(cmd.DeleteTask(jobId, taskId, call.precondition()))
+    return call.empty(200)
+
+
+@endpoint
+async def terminate_task(call: Call, service: BatchService, jobId: str, taskId: str) -> Response:
+    written = await service.task_command(cmd.TerminateTask(jobId, taskId, call.precondition()))
+    assert written is not None
+    return call.written(written, 204)
+
+
+@endpoint
+async def reactivate_task(call: Call, service: BatchService, jobId: str, taskId: str
+                          ) -> Response:
+    written = await service.task_command(cmd.ReactivateTask(jobId, taskId, call.precondition()))
+    assert written is not None
+    return call.written(written, 204)
+
+
+__all__ = ["http_date"]

@@ -1,0 +1,222 @@
+"""Request parsing and response building in Batch's wire format.
+
+``Call`` wraps one request: case-insensitive query names, body parsing into generated models,
+paging, $filter/$select, conditional headers, and responses with request-id, ETag,
+Last-Modified and DataServiceId headers.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from email.utils import format_datetime, parsedate_to_datetime
+from typing import Any, TypeVar
+from urllib.parse import urlencode
+
+from pydantic import BaseModel, ValidationError
+from starlette.requests import Request
+from starlette.responses import Response
+
+from hybatch.api.errors import JSON_TYPE
+from hybatch.core.commands import Precondition
+from hybatch.core.errors import DomainError
+from hybatch.odata.errors import FilterError
+from hybatch.odata.evaluate import matches
+from hybatch.odata.query import compile_filter
+from hybatch.runtime.service import FilterSpec, Listing, Written
+
+M = TypeVar("M", bound=BaseModel)
+
+MAX_BODY_BYTES = 4 * 1024 * 1024
+
+
+def http_date(value: datetime) -> str:
+    return format_datetime(value, usegmt=True)
+
+
+def bad_query(name: str, value: str, reason: str,
+              code: str = "InvalidQueryParameterValue") -> DomainError:
+    return DomainError(code, f"The value for one of the query parameters is invalid: {reason}",
+                       details={"QueryParameterName": name, "QueryParameterValue": value,
+                                "Reason": reason})
+
+
+def _strip_etag(value: str) -> str:
+    value = value.strip()
+    if value.startswith("W/"):
+        value = value[2:]
+    return value.strip('"')
+
+
+def _parse_http_date(name: str, value: str) -> float:
+    try:
+        return parsedate_to_datetime(value).timestamp()
+    except (TypeError, ValueError) as error:
+        raise DomainError("InvalidHeaderValue", f"The value of {name} is not a valid date.",
+                          details={"HeaderName": name, "HeaderValue": value}) from error
+
+
+class Call:
+    """One request: what the handler needs to read from it and to answer it."""
+
+    def __init__(self, request: Request) -> None:
+        self.request = request
+        self.request_id: str = request.scope.get("hybatch.request_id", "")
+        self.query = {k.lower(): v for k, v in request.query_params.multi_items() if v != ""}
+        self.base_url: str = request.app.state.service.base_url
+
+    # ------------------------------------------------------------------ input
+
+    async def body(self, model: type[M], *, limit: int = MAX_BODY_BYTES) -> M:
+        raw = await self.request.body()
+        if len(raw) > limit:
+            raise DomainError("RequestBodyTooLarge", "The request body is too large.",
+                              details={"MaxLimit": str(limit)})
+        data: Any = {}
+        if raw.strip():
+            try:
+                data = json.loads(raw)
+            except ValueError as error:
+                raise DomainError("InvalidRequestBody",
+                                  "The specified Request Body is not syntactically valid.",
+                                  details={"Reason": str(error)}) from error
+        if not isinstance(data, dict):
+            raise DomainError("InvalidRequestBody", "The request body must be a JSON object.")
+        return parse_model(model, data)
+
+    def max_results(self, default: int = 1000) -> int:
+        raw = self.query.get("maxresults")
+        if raw is None:
+            return default
+        try:
+            value = int(raw)
+        except ValueError as error:
+            raise bad_query("maxresults", raw, "not an integer") from error
+        if not 1 <= value <= 1000:
+            raise bad_query("maxresults", raw, "must be between 1 and 1000",
+                            code="OutOfRangeQueryParameterValue")
+        return value
+
+    def token(self) -> str | None:
+        return self.query.get("$skiptoken")
+
+    def filter(self, entity: str) -> FilterSpec | None:
+        text = self.query.get("$filter")
+        if text is None or not text.strip():
+            return None
+        try:
+            expr = compile_filter(text, entity)
+        except FilterError as error:
+            raise bad_query("$filter", text, str(error)) from error
+        return FilterSpec(expr=expr, matches=lambda wire: matches(expr, wire))
+
+    def select(self) -> list[str] | None:
+        text = self.query.get("$select")
+        if text is None or not text.strip():
+            return None
+        return [part.strip() for part in text.split(",") if part.strip()]
+
+    def flag(self, name: str) -> bool:
+        return self.query.get(name, "false").lower() == "true"
+
+    def precondition(self) -> Precondition:
+        """Conditional headers of a write, parsed; combination rules of Batch applied."""
+        h = self.request.headers
+        if_match, if_none = h.get("if-match"), h.get("if-none-match")
+        mod, unmod = h.get("if-modified-since"), h.get("if-unmodified-since")
+        present = [x for x in (if_match, if_none, mod, unmod) if x is not None]
+        if len(present) > 1 and not ((if_none and mod and len(present) == 2)
+                                     or (if_match and unmod and len(present) == 2)):
+            raise DomainError("MultipleConditionHeadersNotSupported",
+                              "Multiple condition headers are not supported.")
+        return Precondition(
+            if_match=_strip_etag(if_match) if if_match else None,
+            if_none_match=_strip_etag(if_none) if if_none else None,
+            if_modified_since=_parse_http_date("If-Modified-Since", mod)
+            if mod and not if_none else None,
+            if_unmodified_since=_parse_http_date("If-Unmodified-Since", unmod)
+            if unmod and not if_match else None,
+        )
+
+    def read_condition_failed(self, etag: str, last_modified: datetime | None) -> int | None:
+        """304 or 412 when a GET/HEAD's condition is unmet, else None."""
+        pre = self.precondition()
+        if pre.if_match is not None and pre.if_match not in ("*", etag):
+            return 412
+        if pre.if_none_match is not None and pre.if_none_match in ("*", etag):
+            return 304
+        if last_modified is not None:
+            stamp = int(last_modified.timestamp())
+            if pre.if_modified_since is not None and stamp <= int(pre.if_modified_since):
+                return 304
+            if pre.if_unmodified_since is not None and stamp > int(pre.if_unmodified_since):
+                return 412
+        return None
+
+    # ------------------------------------------------------------------ output
+
+    def _headers(self, etag: str | None = None, last_modified: datetime | None = None,
+                 data_service_id: str | None = None) -> dict[str, str]:
+        headers = {"request-id": self.request_id, "DataServiceVersion": "3.0"}
+        if etag:
+            headers["ETag"] = etag
+        if last_modified is not None:
+            headers["Last-Modified"] = http_date(last_modified)
+        if data_service_id:
+            headers["DataServiceId"] = data_service_id
+        return headers
+
+    def json(self, body: dict[str, object], *, status: int = 200, metadata: str | None = None,
+             etag: str | None = None, last_modified: datetime | None = None) -> Response:
+        selected = self.select()
+        if selected is not None:
+            wanted = {name.lower() for name in selected}
+            body = {k: v for k, v in body.items() if k.lower() in wanted}
+        if metadata is not None:
+            body = {"odata.metadata": f"{self.base_url}/$metadata#{metadata}", **body}
+        return Response(json.dumps(body), status_code=status, media_type=JSON_TYPE,
+                        headers=self._headers(etag, last_modified))
+
+    def listing(self, listing: Listing, metadata: str) -> Response:
+        items = listing.items
+        selected = self.select()
+        if selected is not None:
+            wanted = {name.lower() for name in selected}
+            items = [{k: v for k, v in item.items() if k.lower() in wanted} for item in items]
+        body: dict[str, object] = {"odata.metadata": f"{self.base_url}/$metadata#{metadata}",
+                                   "value": items}
+        if listing.next_token is not None:
+            body["odata.nextLink"] = self.next_link(listing.next_token)
+        return Response(json.dumps(body), status_code=200, media_type=JSON_TYPE,
+                        headers=self._headers())
+
+    def next_link(self, token: str) -> str:
+        """Absolute link carrying api-version and the caller's query options."""
+        params = [(k, v) for k, v in self.request.query_params.multi_items()
+                  if k.lower() != "$skiptoken"]
+        params.append(("$skiptoken", token))
+        return f"{self.base_url}{self.request.url.path}?{urlencode(params)}"
+
+    def written(self, written: Written, status: int) -> Response:
+        return Response(b"", status_code=status, headers=self._headers(
+            written.etag, written.last_modified, written.url))
+
+    def empty(self, status: int) -> Response:
+        return Response(b"", status_code=status, headers=self._headers())
+
+
+def parse_model(model: type[M], data: dict[str, Any]) -> M:
+    """Validate a wire body; pydantic errors become Batch property errors."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as error:
+        first = error.errors()[0]
+        prop = ".".join(str(p) for p in first["loc"])
+        if first["type"] == "missing":
+            raise DomainError("MissingRequiredProperty",
+                              "A required property was not specified in the request body.",
+                              details={"PropertyName": prop}) from error
+        raise DomainError("InvalidPropertyValue",
+                          "The value provided for one of the properties in the request body "
+                          "is invalid.",
+                          details={"PropertyName": prop, "Reason": first["msg"]}) from error

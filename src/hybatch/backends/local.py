@@ -1,0 +1,350 @@
+"""Local compute backend: nodes are slot groups on this host, each with its own node root
+``<root>/<poolId>/<nodeId>/`` laid out as on a Batch node.
+
+Task processes are children of this process, supervised by one
+:class:`~hybatch.node.supervisor.TaskSupervisor` (one reaper thread for all nodes). Commands
+from the service's writer thread return quickly: spawning takes ~0.15 ms and, by default, is
+done inline because handing it to a worker thread measured slower end to end (see
+``bench/spawn_local.py``); slower work (creating a node, deleting files) goes to one worker
+thread, which also preserves the order of commands about the same node.
+
+Imports: ports, core effects/events, node runtime.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import pwd
+import queue
+import shutil
+import threading
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hybatch.core.effects import DeleteTaskFiles, KillTask, ProvisionNode, ReleaseNode, TaskLaunch
+from hybatch.core.events import Event, NodeLost, NodeReady, NodeReleased
+from hybatch.core.records import FailureInfoRecord
+from hybatch.node.environment import (
+    NodeContext,
+    minimal_base_environment,
+    node_environment,
+    task_environment,
+)
+from hybatch.node.files import LocalNodeFiles
+from hybatch.node.layout import NodeLayout, check_path_id
+from hybatch.node.process import CODE_KILLED_BEFORE_START, ExitRecord, LaunchFailed, utc_now
+from hybatch.node.supervisor import AttemptKey, TaskSupervisor, attempt_key, launch_key
+from hybatch.ports import EventSink, NodeFiles
+
+_log = logging.getLogger(__name__)
+
+NODE_FILE = "node.json"
+"""Written in each node root at provisioning: lets a restarted server adopt the node."""
+TRASH_DIR = ".trash"
+CODE_NODE_UNAVAILABLE = "NodeUnavailable"
+
+
+@dataclass(slots=True)
+class _Node:
+    context: NodeContext
+    env: dict[str, str]
+    outstanding: int = 0
+    """Attempts accepted whose TaskExited has not been delivered yet."""
+    releasing: bool = False
+    keys: set[AttemptKey] = field(default_factory=set)
+
+
+def _current_user() -> str:
+    try:
+        return pwd.getpwuid(os.getuid()).pw_name
+    except KeyError:
+        return str(os.getuid())
+
+
+class LocalBackend:
+    """:class:`hybatch.ports.ComputeBackend` running task processes on this host."""
+
+    def __init__(
+        self,
+        root: Path,
+        account_name: str,
+        account_url: str,
+        *,
+        base_environment: Mapping[str, str] | None = None,
+        spawn_inline: bool = True,
+        spawn_on_reaper: bool = False,
+        timeout_grace_s: float = 0.0,
+    ) -> None:
+        self._root = Path(root).absolute()
+        self._account_name = account_name
+        self._account_url = account_url
+        self._base_env = dict(
+            minimal_base_environment(os.environ) if base_environment is None
+            else base_environment
+        )
+        self._spawn_inline = spawn_inline
+        self._spawn_on_reaper = spawn_on_reaper
+        self._grace = timeout_grace_s
+        self._user = _current_user()
+        self._lock = threading.Lock()
+        self._nodes: dict[str, _Node] = {}
+        self._pending: dict[AttemptKey, TaskLaunch] = {}
+        self._cancelled: set[AttemptKey] = set()
+        self._sink: EventSink | None = None
+        self._supervisor: TaskSupervisor | None = None
+        self._work: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
+        self._worker: threading.Thread | None = None
+
+    @property
+    def root(self) -> Path:
+        return self._root
+
+    def node_root(self, pool_id: str, node_id: str) -> Path:
+        return self._root / check_path_id(pool_id, "pool id") / check_path_id(node_id, "node id")
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self, sink: EventSink) -> None:
+        if self._supervisor is not None:
+            raise RuntimeError("LocalBackend already started")
+        self._sink = sink
+        (self._root / TRASH_DIR).mkdir(parents=True, exist_ok=True)
+        self._supervisor = TaskSupervisor(self._on_exit, timeout_grace_s=self._grace)
+        self._worker = threading.Thread(target=self._work_loop, name="hybatch-local", daemon=True)
+        self._worker.start()
+
+    def close(self) -> None:
+        """Stop the threads and kill every process still running (nothing more is reported)."""
+        if self._worker is not None:
+            self._work.put(None)
+            self._worker.join()
+            self._worker = None
+        if self._supervisor is not None:
+            self._supervisor.close()
+            self._supervisor = None
+
+    # ------------------------------------------------------------------ nodes
+
+    def provision_node(self, effect: ProvisionNode) -> None:
+        layout = NodeLayout(self.node_root(effect.pool_id, effect.node_id))
+        node = self._make_node(effect.pool_id, effect.node_id, effect.is_dedicated, layout)
+        with self._lock:
+            self._nodes.setdefault(effect.node_id, node)
+        self._work.put(lambda: self._create_node(effect, layout))
+
+    def _make_node(
+        self, pool_id: str, node_id: str, is_dedicated: bool, layout: NodeLayout
+    ) -> _Node:
+        context = NodeContext(
+            pool_id=pool_id,
+            node_id=node_id,
+            is_dedicated=is_dedicated,
+            layout=layout,
+            account_name=self._account_name,
+            account_url=self._account_url,
+            task_user=self._user,
+            base_environment=self._base_env,
+        )
+        return _Node(context=context, env=node_environment(context))
+
+    def _create_node(self, effect: ProvisionNode, layout: NodeLayout) -> None:
+        try:
+            layout.create()
+            info = {
+                "poolId": effect.pool_id,
+                "nodeId": effect.node_id,
+                "isDedicated": effect.is_dedicated,
+                "slots": effect.slots,
+            }
+            temp = layout.root / f".{NODE_FILE}.tmp"
+            temp.write_text(json.dumps(info))
+            os.replace(temp, layout.root / NODE_FILE)
+        except OSError as exc:
+            with self._lock:
+                self._nodes.pop(effect.node_id, None)
+            self._emit(NodeLost(effect.node_id, f"could not create the node directory: {exc}"))
+            return
+        self._emit(NodeReady(effect.node_id))
+
+    def _adopt(self, pool_id: str, node_id: str) -> _Node | None:
+        """A node provisioned by an earlier server run, known from its ``node.json``."""
+        try:
+            layout = NodeLayout(self.node_root(pool_id, node_id))
+            info = json.loads((layout.root / NODE_FILE).read_text())
+        except (OSError, ValueError):
+            return None
+        return self._make_node(pool_id, node_id, bool(info.get("isDedicated", True)), layout)
+
+    def release_node(self, effect: ReleaseNode) -> None:
+        """Kill what runs on the node; NodeReleased follows the last of their TaskExited."""
+        with self._lock:
+            node = self._nodes.get(effect.node_id)
+            if node is None:
+                self._work.put(lambda: self._emit(NodeReleased(effect.node_id)))
+                return
+            node.releasing = True
+            for key in node.keys:
+                if key in self._pending:
+                    self._cancelled.add(key)
+        assert self._supervisor is not None
+        self._supervisor.kill_node(effect.node_id)
+        self._work.put(lambda: self._maybe_released(effect.node_id))
+
+    def _maybe_released(self, node_id: str) -> None:
+        with self._lock:
+            node = self._nodes.get(node_id)
+            if node is None or not node.releasing or node.outstanding:
+                return
+            del self._nodes[node_id]
+        self._emit(NodeReleased(node_id))
+
+    # ------------------------------------------------------------------ tasks
+
+    def start_task(self, launch: TaskLaunch) -> None:
+        key = launch_key(launch)
+        with self._lock:
+            node = self._nodes.get(launch.node_id)
+            if node is None:
+                node = self._adopt(launch.pool_id, launch.node_id)
+                if node is not None:
+                    self._nodes[launch.node_id] = node
+            if node is None or node.releasing:
+                node = None
+            else:
+                node.outstanding += 1
+                node.keys.add(key)
+                if not self._spawn_inline and not self._spawn_on_reaper:
+                    self._pending[key] = launch
+        if node is None:
+            self._work.put(lambda: self._report_unavailable(launch))
+        elif self._spawn_on_reaper:
+            paths = node.context.layout.task(launch.job_id, launch.task_id)
+            assert self._supervisor is not None
+            self._supervisor.submit(launch, paths, task_environment(node.env, paths, launch))
+        elif self._spawn_inline:
+            self._launch(node, launch)
+        else:
+            self._work.put(lambda: self._launch_pending(node, launch))
+
+    def _launch_pending(self, node: _Node, launch: TaskLaunch) -> None:
+        key = launch_key(launch)
+        with self._lock:
+            self._pending.pop(key, None)
+            cancelled = key in self._cancelled
+            self._cancelled.discard(key)
+        if not cancelled:
+            self._launch(node, launch)
+            return
+        assert self._supervisor is not None
+        self._supervisor.report_failure(
+            LaunchFailed(
+                launch,
+                node.context.layout.task(launch.job_id, launch.task_id),
+                FailureInfoRecord(
+                    category="usererror",
+                    code=CODE_KILLED_BEFORE_START,
+                    message="The task was killed before its process started",
+                ),
+            )
+        )
+
+    def _launch(self, node: _Node, launch: TaskLaunch) -> None:
+        assert self._supervisor is not None
+        try:
+            paths = node.context.layout.task(launch.job_id, launch.task_id)
+        except ValueError as exc:
+            self._report_unavailable(launch, str(exc), category="usererror")
+            return
+        env = task_environment(node.env, paths, launch)
+        self._supervisor.launch(launch, paths, env)
+
+    def _report_unavailable(
+        self, launch: TaskLaunch, why: str | None = None, category: str = "servererror"
+    ) -> None:
+        """An attempt that could not even be placed (unknown or leaving node, bad id)."""
+        message = why or f"The node {launch.node_id!r} is not available to run tasks"
+        self._deliver(
+            ExitRecord(
+                pool_id=launch.pool_id,
+                node_id=launch.node_id,
+                job_id=launch.job_id,
+                task_id=launch.task_id,
+                attempt=launch.attempt,
+                exit_code=None,
+                start_time=None,
+                end_time=utc_now(),
+                failure=FailureInfoRecord(
+                    category=category, code=CODE_NODE_UNAVAILABLE, message=message
+                ),
+            )
+        )
+
+    def kill_task(self, effect: KillTask) -> None:
+        key = attempt_key(effect.node_id, effect.job_id, effect.task_id, effect.attempt)
+        assert self._supervisor is not None
+        if self._supervisor.kill(key):
+            return
+        with self._lock:
+            if key in self._pending:
+                self._cancelled.add(key)
+
+    def delete_task_files(self, effect: DeleteTaskFiles) -> None:
+        """Move the task directory aside at once (so a re-created task id starts clean), then
+        remove it on the worker thread."""
+        try:
+            layout = NodeLayout(self.node_root(effect.pool_id, effect.node_id))
+            task_dir = layout.task_dir(effect.job_id, effect.task_id)
+        except ValueError:
+            return
+        target = self._root / TRASH_DIR / uuid.uuid4().hex
+        try:
+            os.rename(task_dir, target)
+        except FileNotFoundError:
+            return  # nothing to delete
+        self._work.put(lambda: shutil.rmtree(target, ignore_errors=True))
+
+    def node_files(self, pool_id: str, node_id: str) -> NodeFiles:
+        return LocalNodeFiles(self.node_root(pool_id, node_id))
+
+    # ------------------------------------------------------------------ outcomes
+
+    def _on_exit(self, record: ExitRecord) -> None:
+        """Reaper thread: the exit record is on disk; now report it."""
+        self._deliver(record)
+
+    def _deliver(self, record: ExitRecord) -> None:
+        self._emit(record.to_event())
+        key = attempt_key(record.node_id, record.job_id, record.task_id, record.attempt)
+        releasing = False
+        with self._lock:
+            node = self._nodes.get(record.node_id)
+            if node is not None and key in node.keys:
+                node.keys.discard(key)
+                node.outstanding -= 1
+                releasing = node.releasing and node.outstanding == 0
+        if releasing:
+            self._maybe_released(record.node_id)
+
+    def _emit(self, event: Event) -> None:
+        sink = self._sink
+        if sink is None:
+            return
+        try:
+            sink(event)
+        except Exception:
+            _log.exception("event sink failed for %r", event)
+
+    def _work_loop(self) -> None:
+        while True:
+            item = self._work.get()
+            if item is None:
+                return
+            try:
+                item()
+            except Exception:
+                _log.exception("local backend work item failed")
+

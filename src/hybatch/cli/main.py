@@ -1,0 +1,65 @@
+"""The ``hybatch`` command line: ``serve`` runs the service, ``quickstart`` the main job."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+app = typer.Typer(help="hybatch: Azure Batch, self-hosted.", no_args_is_help=True,
+                  add_completion=False)
+console = Console()
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8642,
+    data_dir: Annotated[Path, typer.Option(help="Where state, node directories and the "
+                                           "account key live.")] = Path(".hybatch"),
+    database_url: Annotated[str | None, typer.Option(
+        help="SQLAlchemy URL (default: SQLite in the data directory).")] = None,
+    log_level: Annotated[str, typer.Option(help="Python log level.")] = "warning",
+) -> None:
+    """Run the Batch service until interrupted (SIGINT/SIGTERM stop it cleanly)."""
+    import uvicorn
+
+    from hybatch.runtime.compose import build_server
+    from hybatch.settings import Settings
+
+    logging.basicConfig(level=log_level.upper())
+    settings = Settings(host=host, port=port, data_dir=data_dir.absolute(),
+                        database_url=database_url)
+    server = build_server(settings)
+    console.print(f"[bold]hybatch[/bold] serving the Azure Batch API")
+    console.print(f"  endpoint: {settings.resolved_public_url()}")
+    console.print(f"  account:  {server.account.name}")
+    console.print(f"  key:      {server.account.key}")
+    console.print(f"  data:     {settings.data_dir}", highlight=False)
+    uvicorn.run(server.app, host=host, port=port, log_level=log_level, access_log=False,
+                lifespan="on")
+
+
+@app.command()
+def quickstart(
+    data_dir: Annotated[Path, typer.Option(help="Data directory of the embedded service.")]
+    = Path(".hybatch-quickstart"),
+    points: Annotated[int, typer.Option(help="Parameter values in the sweep.")] = 24,
+    nodes: Annotated[int, typer.Option(help="Nodes in the pool.")] = 2,
+    slots: Annotated[int, typer.Option(help="Task slots per node.")] = 2,
+) -> None:
+    """Start an embedded service and run a real parameter sweep plus an aggregation task."""
+    from hybatch.quickstart.run import run_quickstart
+
+    raise typer.Exit(run_quickstart(console, data_dir.absolute(), points, nodes, slots))
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,374 @@
+"""Start, kill and account for one task attempt's process.
+
+Batch runs a command line without a shell on Linux, so it is split with :func:`shlex.split`
+and executed directly, in the task's ``wd``, with stdout/stderr appended to the task
+directory's files and stdin from /dev/null, as the leader of its own process group (so a kill
+reaches every descendant).
+
+Spawn cost (measured, 2-core host, 1,000 sequential ``/bin/true`` spawn+wait cycles):
+``subprocess.Popen(close_fds=True, process_group=0, cwd=wd)`` ~1,600/s and ~135 µs of caller
+time per spawn (CPython uses vfork); ``os.posix_spawn(setpgroup=0)`` ~1,630/s but has no
+working-directory action, and wrapping the command in ``env -C wd`` halves the rate (~770/s).
+Popen is therefore the spawner: it meets every requirement for 2% less.
+
+When an attempt ends, its exit record (``exit.json``) is written atomically *before* the exit
+is reported, so recovery can collect outcomes that were never delivered.
+
+Imports: standard library, core records/events/effects, node.layout.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import shlex
+import signal
+import subprocess
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from hybatch.core.effects import TaskLaunch
+from hybatch.core.events import TaskExited
+from hybatch.core.records import FailureInfoRecord
+from hybatch.node.layout import EXIT_RECORD_FILE, TaskPaths
+
+# --------------------------------------------------------------------------- failure codes
+
+CODE_PROGRAM_NOT_FOUND = "CommandProgramNotFound"
+CODE_PROGRAM_NOT_EXECUTABLE = "CommandProgramNotExecutable"
+CODE_COMMAND_LINE_INVALID = "CommandLineInvalid"
+CODE_PROCESS_START_FAILED = "ProcessStartFailed"
+CODE_WALL_CLOCK_EXCEEDED = "MaxWallClockTimeExceeded"
+CODE_KILLED_BEFORE_START = "TaskEnded"
+CODE_EXIT_STATUS_LOST = "ExitStatusUnavailable"
+
+WALL_CLOCK_MESSAGE = "The task exceeded its maximum wall clock time"
+
+_NOT_FOUND_ERRNOS = frozenset({errno.ENOENT, errno.ENOTDIR, errno.ELOOP, errno.ENAMETOOLONG})
+_NOT_EXECUTABLE_ERRNOS = frozenset({errno.EACCES, errno.ENOEXEC, errno.EISDIR, errno.EPERM,
+                                    errno.E2BIG, errno.ETXTBSY})
+
+SIGNAL_EXIT_BASE = 128
+"""A process killed by signal N reports ``128 + N`` (137 for SIGKILL), as shells and container
+runtimes show it on Linux; the raw status is not otherwise representable in ``exitCode``."""
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def wall_clock_failure() -> FailureInfoRecord:
+    return FailureInfoRecord(
+        category="usererror", code=CODE_WALL_CLOCK_EXCEEDED, message=WALL_CLOCK_MESSAGE
+    )
+
+
+def launch_failure(error: OSError | ValueError, argv0: str | None) -> FailureInfoRecord:
+    """Classify why a command could not be started: the user's fault or the node's."""
+    if isinstance(error, ValueError):
+        return FailureInfoRecord(
+            category="usererror",
+            code=CODE_COMMAND_LINE_INVALID,
+            message=f"The command line could not be parsed: {error}",
+        )
+    reason = error.strerror or str(error)
+    if error.errno in _NOT_FOUND_ERRNOS:
+        return FailureInfoRecord(
+            category="usererror",
+            code=CODE_PROGRAM_NOT_FOUND,
+            message=f"The program specified in the command line was not found: {argv0!r}"
+            f" ({reason})",
+        )
+    if error.errno in _NOT_EXECUTABLE_ERRNOS:
+        return FailureInfoRecord(
+            category="usererror",
+            code=CODE_PROGRAM_NOT_EXECUTABLE,
+            message=f"The program specified in the command line could not be executed: "
+            f"{argv0!r} ({reason})",
+        )
+    return FailureInfoRecord(
+        category="servererror",
+        code=CODE_PROCESS_START_FAILED,
+        message=f"The node could not start the task process: {reason}",
+    )
+
+
+# --------------------------------------------------------------------------- spawning
+
+
+class Attempt:
+    """One running attempt: its process (group leader), pidfd and bookkeeping for the reaper."""
+
+    __slots__ = (
+        "deadline",
+        "kill_requested",
+        "launch",
+        "paths",
+        "pid",
+        "pidfd",
+        "popen",
+        "start_time",
+        "timed_out",
+    )
+
+    def __init__(
+        self,
+        launch: TaskLaunch,
+        paths: TaskPaths,
+        popen: subprocess.Popen[bytes],
+        pidfd: int,
+        start_time: datetime,
+        deadline: float | None,
+    ) -> None:
+        self.launch = launch
+        self.paths = paths
+        self.popen = popen
+        self.pid = popen.pid
+        self.pidfd = pidfd
+        self.start_time = start_time
+        self.deadline = deadline
+        self.timed_out = False
+        self.kill_requested = False
+
+
+@dataclass(frozen=True, slots=True)
+class LaunchFailed:
+    """The attempt never ran; ``failure`` says why."""
+
+    launch: TaskLaunch
+    paths: TaskPaths
+    failure: FailureInfoRecord
+
+
+def open_output(path: Path) -> int:
+    """An append-mode descriptor for stdout.txt/stderr.txt (retries append, as Batch does)."""
+    return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+
+
+def spawn(
+    launch: TaskLaunch,
+    paths: TaskPaths,
+    env: dict[str, str],
+    stdin_fd: int,
+    now_monotonic: float,
+) -> Attempt | LaunchFailed:
+    """Start one attempt; never raises for a command that cannot run (that is an outcome).
+
+    ``stdin_fd`` is a long-lived read descriptor on /dev/null shared by all spawns.
+    ``now_monotonic`` anchors the wall-clock deadline at the moment of the spawn.
+    """
+    try:
+        argv = shlex.split(launch.command_line)
+    except ValueError as exc:
+        return LaunchFailed(launch, paths, launch_failure(exc, None))
+    if not argv:
+        return LaunchFailed(
+            launch,
+            paths,
+            FailureInfoRecord(
+                category="usererror",
+                code=CODE_PROGRAM_NOT_FOUND,
+                message="The command line is empty",
+            ),
+        )
+    try:
+        paths.create()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(paths.exit_record)  # a previous attempt's record must not be mistaken
+        out_fd = open_output(paths.stdout)
+        try:
+            err_fd = open_output(paths.stderr)
+        except OSError:
+            os.close(out_fd)
+            raise
+    except OSError as exc:
+        return LaunchFailed(
+            launch,
+            paths,
+            FailureInfoRecord(
+                category="servererror",
+                code=CODE_PROCESS_START_FAILED,
+                message=f"The node could not prepare the task directory: {exc}",
+            ),
+        )
+    start_time = utc_now()
+    try:
+        popen = subprocess.Popen(
+            argv,
+            cwd=paths.wd,
+            env=env,
+            stdin=stdin_fd,
+            stdout=out_fd,
+            stderr=err_fd,
+            close_fds=True,
+            process_group=0,
+        )
+    except OSError as exc:
+        return LaunchFailed(launch, paths, launch_failure(exc, argv[0]))
+    except ValueError as exc:  # NUL bytes, '=' in a variable name
+        return LaunchFailed(
+            launch,
+            paths,
+            FailureInfoRecord(
+                category="usererror",
+                code=CODE_COMMAND_LINE_INVALID,
+                message=f"The command line or environment cannot be passed to the program: {exc}",
+            ),
+        )
+    finally:
+        os.close(out_fd)
+        os.close(err_fd)
+    # The child is not reaped until we wait on it, so its pid cannot be reused meanwhile.
+    pidfd = os.pidfd_open(popen.pid)
+    limit = launch.max_wall_clock_s
+    deadline = None if limit is None else now_monotonic + max(limit, 0.0)
+    return Attempt(launch, paths, popen, pidfd, start_time, deadline)
+
+
+def kill_group(pgid: int, sig: int = signal.SIGKILL) -> bool:
+    """Signal a whole process group; False when it no longer exists."""
+    try:
+        os.killpg(pgid, sig)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return False
+    return True
+
+
+def exit_code_from_status(result: os.waitid_result) -> int:
+    """Exit status from ``waitid``: the code itself, or ``128 + signal`` when killed."""
+    if result.si_code == os.CLD_EXITED:
+        return result.si_status
+    return SIGNAL_EXIT_BASE + result.si_status
+
+
+def try_reap(attempt: Attempt) -> int | None:
+    """Collect an exited attempt without blocking; None while it still runs.
+
+    Raises ChildProcessError when something else already reaped it.
+    """
+    result = os.waitid(os.P_PIDFD, attempt.pidfd, os.WEXITED | os.WNOHANG)
+    if result is None or result.si_pid == 0:
+        return None
+    code = exit_code_from_status(result)
+    # Tell Popen the child is gone so it neither warns nor tries to reap it later.
+    attempt.popen.returncode = code
+    return code
+
+
+# --------------------------------------------------------------------------- exit records
+
+
+@dataclass(frozen=True, slots=True)
+class ExitRecord:
+    """What ``exit.json`` holds: the outcome of one attempt, enough to rebuild its TaskExited."""
+
+    pool_id: str
+    node_id: str
+    job_id: str
+    task_id: str
+    attempt: int
+    exit_code: int | None
+    start_time: datetime | None
+    end_time: datetime
+    timed_out: bool = False
+    failure: FailureInfoRecord | None = None
+
+    def to_event(self) -> TaskExited:
+        return TaskExited(
+            job_id=self.job_id,
+            task_id=self.task_id,
+            attempt=self.attempt,
+            exit_code=self.exit_code,
+            start_time=self.start_time,
+            end_time=self.end_time,
+            timed_out=self.timed_out,
+            failure=self.failure,
+        )
+
+    def to_json(self) -> dict[str, object]:
+        failure: dict[str, object] | None = None
+        if self.failure is not None:
+            failure = {
+                "category": self.failure.category,
+                "code": self.failure.code,
+                "message": self.failure.message,
+                "details": [list(pair) for pair in self.failure.details],
+            }
+        return {
+            "poolId": self.pool_id,
+            "nodeId": self.node_id,
+            "jobId": self.job_id,
+            "taskId": self.task_id,
+            "attempt": self.attempt,
+            "exitCode": self.exit_code,
+            "startTime": None if self.start_time is None else self.start_time.isoformat(),
+            "endTime": self.end_time.isoformat(),
+            "timedOut": self.timed_out,
+            "failureInfo": failure,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, object]) -> ExitRecord:
+        raw_failure = data.get("failureInfo")
+        failure = None
+        if isinstance(raw_failure, dict):
+            failure = FailureInfoRecord(
+                category=str(raw_failure["category"]),
+                code=str(raw_failure["code"]),
+                message=str(raw_failure["message"]),
+                details=[(str(k), str(v)) for k, v in raw_failure.get("details") or []],
+            )
+        start = data.get("startTime")
+        exit_code = data.get("exitCode")
+        attempt = data["attempt"]
+        if not isinstance(attempt, int) or not (exit_code is None or isinstance(exit_code, int)):
+            raise ValueError("exit record has a malformed attempt or exit code")
+        return cls(
+            pool_id=str(data["poolId"]),
+            node_id=str(data["nodeId"]),
+            job_id=str(data["jobId"]),
+            task_id=str(data["taskId"]),
+            attempt=attempt,
+            exit_code=exit_code,
+            start_time=None if start is None else datetime.fromisoformat(str(start)),
+            end_time=datetime.fromisoformat(str(data["endTime"])),
+            timed_out=bool(data.get("timedOut", False)),
+            failure=failure,
+        )
+
+
+def write_exit_record(task_dir: Path, record: ExitRecord) -> None:
+    """Write ``exit.json`` atomically (temp file + rename): readers see all of it or none.
+
+    Not fsynced: it must survive a server crash, not a power cut, and fsync would cost
+    milliseconds per task on the hot path.
+    """
+    target = task_dir / EXIT_RECORD_FILE
+    temp = task_dir / f".{EXIT_RECORD_FILE}.{record.attempt}.tmp"
+    data = json.dumps(record.to_json(), separators=(",", ":")).encode()
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+    try:
+        os.write(fd, data)
+    finally:
+        os.close(fd)
+    os.replace(temp, target)
+
+
+def read_exit_record(task_dir: Path) -> ExitRecord | None:
+    """The last attempt's exit record, or None when there is none (or it is unreadable)."""
+    try:
+        raw = (task_dir / EXIT_RECORD_FILE).read_bytes()
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    try:
+        data = json.loads(raw)
+        if not isinstance(data, dict):
+            return None
+        return ExitRecord.from_json(data)
+    except (ValueError, KeyError, TypeError):
+        return None

@@ -1,0 +1,34 @@
+"""Server settings: the only place configuration and the environment are read.
+
+Values come from keyword arguments, then ``HYBATCH_*`` environment variables, then defaults.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="HYBATCH_", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = 8642
+    data_dir: Path = Field(default_factory=lambda: Path.cwd() / ".hybatch")
+    database_url: str | None = None
+    """SQLAlchemy URL; default is SQLite (WAL) in the data directory."""
+    account_name: str | None = None
+    account_key: str | None = None
+    public_url: str | None = None
+    """Base URL put in resource URLs and nextLinks; default http://host:port."""
+    tick_seconds: float = 1.0
+    allow_anonymous: bool = False
+    """Accept requests without credentials (local development only)."""
+
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'hybatch.db'}"
+
+    def resolved_public_url(self) -> str:
+        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")

@@ -1,0 +1,256 @@
+"""``SqlStore``: the durable :class:`hybatch.ports.Store` on SQLite or PostgreSQL.
+
+One writer thread calls :meth:`SqlStore.apply` once per loop turn; any number of threads read
+concurrently. Each call uses its own pooled connection and transaction, so with SQLite's WAL
+readers never block the writer and never see half of a turn.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from hybatch.core.records import JobRecord, NodeRecord, PoolRecord, TaskRecord
+from hybatch.ports import Changes, ListQuery, Page
+from hybatch.store import codec, tables
+from hybatch.store.codec import Resource, Row
+from hybatch.store.dialects import BulkUpsert, dialect_for
+from hybatch.store.filters import AllOf, AnyOf, Cmp, Cond, translate
+from hybatch.store.paging import fill_page
+
+R = TypeVar("R")
+
+_IN_CHUNK = 500
+"""Keys per ``IN (...)`` query: well below SQLite's bound-parameter limit."""
+
+_COMPARE: dict[str, Callable[[Any, Any], sa.ColumnElement[bool]]] = {
+    "eq": lambda c, v: c == v,
+    "ne": lambda c, v: c != v,
+    "gt": lambda c, v: c > v,
+    "ge": lambda c, v: c >= v,
+    "lt": lambda c, v: c < v,
+    "le": lambda c, v: c <= v,
+}
+
+
+def _where(cond: Cond, table: sa.Table) -> sa.ColumnElement[bool]:
+    if isinstance(cond, Cmp):
+        return _COMPARE[cond.op](table.c[cond.column], cond.value)
+    parts = [_where(p, table) for p in cond.parts]
+    return sa.and_(*parts) if isinstance(cond, AllOf) else sa.or_(*parts)
+
+
+def _bind(name: str) -> sa.BindParameter[Any]:
+    return sa.bindparam(name, type_=sa.Text)
+
+
+def _rows(resource: Resource[R], records: Iterable[R], *key_columns: str) -> list[Row]:
+    """Driver-ready rows (record JSON as text), the last one per key: a record changed twice
+    in one turn is written once."""
+    by_key: dict[tuple[Any, ...], Row] = {}
+    for record in records:
+        row = resource.to_row(record)
+        row["data"] = codec.dumps(row["data"])
+        by_key[tuple(row[c] for c in key_columns)] = row
+    return list(by_key.values())
+
+
+class SqlStore:
+    """Store on ``sqlite:///path`` (``sqlite://`` for memory) or ``postgresql+psycopg://``.
+
+    The schema is created on first open. Ids passed in are lower-cased again defensively.
+    """
+
+    def __init__(self, url: str) -> None:
+        self._dialect = dialect_for(url)
+        self._engine = self._dialect.create_engine(url)
+        self._lock: AbstractContextManager[Any] = (
+            threading.RLock() if self._dialect.single_connection else nullcontext()
+        )
+        tables.metadata.create_all(self._engine)
+        t = tables
+        self._upsert = {
+            tb.name: BulkUpsert(self._dialect, self._engine, tb)
+            for tb in tables.metadata.sorted_tables
+        }
+        self._delete_pool_nodes = sa.delete(t.nodes).where(t.nodes.c.pool_key == _bind("k"))
+        self._delete_pools = sa.delete(t.pools).where(t.pools.c.pool_key == _bind("k"))
+        self._delete_nodes = sa.delete(t.nodes).where(t.nodes.c.node_key == _bind("k"))
+        self._delete_job_tasks = sa.delete(t.tasks).where(t.tasks.c.job_key == _bind("k"))
+        self._delete_jobs = sa.delete(t.jobs).where(t.jobs.c.job_key == _bind("k"))
+        self._delete_tasks = sa.delete(t.tasks).where(
+            (t.tasks.c.job_key == _bind("j")) & (t.tasks.c.task_key == _bind("k"))
+        )
+
+    @property
+    def dialect_name(self) -> str:
+        return self._dialect.name
+
+    @contextmanager
+    def _read(self) -> Iterator[Connection]:
+        with self._lock, self._dialect.reading(self._engine) as conn:
+            yield conn
+
+    @contextmanager
+    def _write(self) -> Iterator[Connection]:
+        with self._lock, self._dialect.writing(self._engine) as conn:
+            yield conn
+
+    # ------------------------------------------------------------------ writes
+
+    def apply(self, changes: Changes) -> None:
+        """Write one loop turn in one transaction: deletions first, then the upserts, so a
+        record deleted and re-created within the turn ends up stored. Deleting a job deletes
+        its tasks, deleting a pool its nodes."""
+        if changes.is_empty():
+            return
+        # Encode before taking the write lock: JSON encoding is most of the work.
+        pools = _rows(codec.POOLS, changes.pools, "pool_key")
+        nodes = _rows(codec.NODES, changes.nodes, "node_key")
+        jobs = _rows(codec.JOBS, changes.jobs, "job_key")
+        tasks = _rows(codec.TASKS, changes.tasks, "job_key", "task_key")
+        deleted_pools = [{"k": k.lower()} for k in changes.deleted_pools]
+        deleted_nodes = [{"k": k.lower()} for k in changes.deleted_nodes]
+        deleted_jobs = [{"k": k.lower()} for k in changes.deleted_jobs]
+        deleted_tasks = [{"j": j.lower(), "k": k.lower()} for j, k in changes.deleted_tasks]
+        with self._write() as conn:
+            if deleted_tasks:
+                conn.execute(self._delete_tasks, deleted_tasks)
+            if deleted_jobs:
+                conn.execute(self._delete_job_tasks, deleted_jobs)
+                conn.execute(self._delete_jobs, deleted_jobs)
+            if deleted_nodes:
+                conn.execute(self._delete_nodes, deleted_nodes)
+            if deleted_pools:
+                conn.execute(self._delete_pool_nodes, deleted_pools)
+                conn.execute(self._delete_pools, deleted_pools)
+            for table, rows in (
+                (tables.pools, pools),
+                (tables.nodes, nodes),
+                (tables.jobs, jobs),
+                (tables.tasks, tasks),
+            ):
+                self._upsert[table.name](conn, rows)
+
+    def put_setting(self, name: str, value: str) -> None:
+        with self._write() as conn:
+            self._upsert[tables.settings.name](conn, [{"name": name, "value": value}])
+
+    # ------------------------------------------------------------------ reads
+
+    def get_setting(self, name: str) -> str | None:
+        s = tables.settings
+        with self._read() as conn:
+            value = conn.execute(sa.select(s.c.value).where(s.c.name == name)).scalar()
+        return None if value is None else str(value)
+
+    def _get(self, resource: Resource[R], table: sa.Table, where: sa.ColumnElement[bool]) -> R | None:
+        with self._read() as conn:
+            data = conn.execute(sa.select(table.c.data).where(where)).scalar()
+        return None if data is None else resource.from_data(data)
+
+    def get_pool(self, pool_key: str) -> PoolRecord | None:
+        t = tables.pools
+        return self._get(codec.POOLS, t, t.c.pool_key == pool_key.lower())
+
+    def get_node(self, node_key: str) -> NodeRecord | None:
+        t = tables.nodes
+        return self._get(codec.NODES, t, t.c.node_key == node_key.lower())
+
+    def get_job(self, job_key: str) -> JobRecord | None:
+        t = tables.jobs
+        return self._get(codec.JOBS, t, t.c.job_key == job_key.lower())
+
+    def get_task(self, job_key: str, task_key: str) -> TaskRecord | None:
+        t = tables.tasks
+        where = (t.c.job_key == job_key.lower()) & (t.c.task_key == task_key.lower())
+        return self._get(codec.TASKS, t, where)
+
+    def get_tasks(self, job_key: str, task_keys: list[str]) -> list[TaskRecord]:
+        """The stored tasks among ``task_keys``, in the order asked (missing ones left out,
+        repeated keys answered once)."""
+        wanted = list(dict.fromkeys(k.lower() for k in task_keys))
+        t = tables.tasks
+        found: dict[str, Any] = {}
+        with self._read() as conn:
+            for start in range(0, len(wanted), _IN_CHUNK):
+                stmt = sa.select(t.c.task_key, t.c.data).where(
+                    (t.c.job_key == job_key.lower())
+                    & t.c.task_key.in_(wanted[start : start + _IN_CHUNK])
+                )
+                found.update((k, d) for k, d in conn.execute(stmt))
+        return [codec.TASKS.from_data(found[k]) for k in wanted if k in found]
+
+    def _load(self, resource: Resource[R], stmt: sa.Select[Any]) -> list[R]:
+        with self._read() as conn:
+            return [resource.from_data(data) for data in conn.execute(stmt).scalars()]
+
+    def load_pools(self) -> list[PoolRecord]:
+        t = tables.pools
+        return self._load(codec.POOLS, sa.select(t.c.data).order_by(t.c.pool_key))
+
+    def load_nodes(self) -> list[NodeRecord]:
+        t = tables.nodes
+        return self._load(codec.NODES, sa.select(t.c.data).order_by(t.c.node_key))
+
+    def load_jobs(self) -> list[JobRecord]:
+        t = tables.jobs
+        return self._load(codec.JOBS, sa.select(t.c.data).order_by(t.c.job_key))
+
+    def load_unfinished_tasks(self) -> list[TaskRecord]:
+        """Tasks not completed, by job key then creation order (read via the partial index)."""
+        t = tables.tasks
+        stmt = (
+            sa.select(t.c.data)
+            .where(tables.UNFINISHED)
+            .order_by(t.c.job_key, t.c.seq, t.c.task_key)
+        )
+        return self._load(codec.TASKS, stmt)
+
+    def _list(
+        self,
+        resource: Resource[R],
+        table: sa.Table,
+        parent: sa.ColumnElement[bool] | None,
+        query: ListQuery[R],
+    ) -> Page[R]:
+        key = table.c[resource.key_column]
+        base = sa.select(key, table.c.data)
+        if parent is not None:
+            base = base.where(parent)
+        cond = translate(query.filter, resource.filters)
+        if cond is not None:
+            base = base.where(_where(cond, table))
+        base = base.order_by(key)
+
+        with self._read() as conn:
+
+            def fetch(after: str | None, limit: int) -> Sequence[tuple[str, Any]]:
+                stmt = base if after is None else base.where(key > after)
+                return [(k, d) for k, d in conn.execute(stmt.limit(limit))]
+
+            return fill_page(
+                fetch, resource.from_data, query.predicate, query.max_results, query.after
+            )
+
+    def list_pools(self, query: ListQuery[PoolRecord]) -> Page[PoolRecord]:
+        return self._list(codec.POOLS, tables.pools, None, query)
+
+    def list_nodes(self, pool_key: str, query: ListQuery[NodeRecord]) -> Page[NodeRecord]:
+        t = tables.nodes
+        return self._list(codec.NODES, t, t.c.pool_key == pool_key.lower(), query)
+
+    def list_jobs(self, query: ListQuery[JobRecord]) -> Page[JobRecord]:
+        return self._list(codec.JOBS, tables.jobs, None, query)
+
+    def list_tasks(self, job_key: str, query: ListQuery[TaskRecord]) -> Page[TaskRecord]:
+        t = tables.tasks
+        return self._list(codec.TASKS, t, t.c.job_key == job_key.lower(), query)
+
+    def close(self) -> None:
+        self._engine.dispose()

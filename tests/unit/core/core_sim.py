@@ -1,0 +1,329 @@
+"""A small driver around ``BatchCore`` for unit tests of the pure core.
+
+``Sim`` feeds messages to the core at an explicit ``now`` it advances itself, records the
+effects, and (when ``auto_nodes`` is on) feeds node effects straight back: ``ProvisionNode`` ->
+``NodeReady`` and ``ReleaseNode`` -> ``NodeReleased``. ``StartTask`` launches are remembered so
+a test can report the attempt's exit with a chosen code (``sim.exit``). After every message it
+calls ``take_changes`` like the runtime does and keeps the changed task records in a tiny
+in-memory "store", so completed tasks leave the core's memory and are adopted back before a
+command that targets them (as ``runtime`` does with ``commands.task_targets``).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from hybatch.core.commands import (
+    AddTasks,
+    Command,
+    CreateJob,
+    CreatePool,
+    task_targets,
+)
+from hybatch.core.effects import (
+    DeleteTaskFiles,
+    Effect,
+    KillTask,
+    ProvisionNode,
+    ReleaseNode,
+    StartTask,
+    TaskLaunch,
+)
+from hybatch.core.errors import DomainError
+from hybatch.core.events import (
+    NodeReady,
+    NodeReleased,
+    TaskExited,
+)
+from hybatch.core.machine import BatchCore, Message
+from hybatch.core.records import (
+    FailureInfoRecord,
+    JobRecord,
+    NodeRecord,
+    PoolRecord,
+    TaskRecord,
+    task_key,
+)
+from hybatch.schema import (
+    BatchJobCreateOptions,
+    BatchPoolCreateOptions,
+    BatchTaskCreateOptions,
+)
+
+T0 = datetime(2024, 1, 1, 12, 0, 0, tzinfo=UTC)
+BASE_URL = "https://acct.local.batch.example"
+
+TaskKey = tuple[str, str]
+
+
+class SeqIds:
+    """Deterministic node ids, unique across pools: ``tvmps_0001``, ``tvmps_0002``, ..."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def node_id(self, pool_id: str) -> str:
+        self.count += 1
+        return f"tvmps_{self.count:04d}"
+
+
+# ------------------------------------------------------------------ wire bodies
+
+
+def pool_spec(pool_id: str = "p", *, nodes: int = 1, low: int = 0, slots: int = 1,
+              fill: str | None = None, **extra: Any) -> BatchPoolCreateOptions:
+    body: dict[str, Any] = {"id": pool_id, "vmSize": "standard_d2s_v3",
+                            "targetDedicatedNodes": nodes, "taskSlotsPerNode": slots}
+    if low:
+        body["targetLowPriorityNodes"] = low
+    if fill is not None:
+        body["taskSchedulingPolicy"] = {"nodeFillType": fill}
+    body.update(extra)
+    return BatchPoolCreateOptions.model_validate(body)
+
+
+def job_spec(job_id: str = "j", pool_id: str = "p", **extra: Any) -> BatchJobCreateOptions:
+    body: dict[str, Any] = {"id": job_id, "poolInfo": {"poolId": pool_id}}
+    body.update(extra)
+    return BatchJobCreateOptions.model_validate(body)
+
+
+def task_spec(task_id: str, *, retries: int | None = None, slots: int | None = None,
+              command: str = "/bin/true", **extra: Any) -> BatchTaskCreateOptions:
+    body: dict[str, Any] = {"id": task_id, "commandLine": command}
+    if retries is not None:
+        body["constraints"] = {"maxTaskRetryCount": retries}
+    if slots is not None:
+        body["requiredSlots"] = slots
+    body.update(extra)
+    return BatchTaskCreateOptions.model_validate(body)
+
+
+# ------------------------------------------------------------------ snapshots
+
+
+def snapshot(core: BatchCore) -> dict[str, object]:
+    """Everything a failed command must leave alone: record versions, counters, queues."""
+    s = core.state
+    return {
+        "pools": {k: (p.version, p.allocation_state, p.state) for k, p in s.pools.items()},
+        "nodes": {k: (n.version, n.running_task_slots) for k, n in s.nodes.items()},
+        "jobs": {k: (j.version, j.state, _counts(j)) for k, j in s.jobs.items()},
+        "tasks": {k: (t.version, t.state) for k, t in s.tasks.items()},
+        "ready": {k: tuple(q) for k, q in s.ready.items()},
+        "running": {k: frozenset(v) for k, v in s.running.items()},
+        "job_seq": s.job_seq,
+    }
+
+
+def _counts(job: JobRecord) -> tuple[int, ...]:
+    c = job.counts
+    return (c.active, c.running, c.completed, c.succeeded, c.failed, c.active_slots,
+            c.running_slots, c.completed_slots, c.succeeded_slots, c.failed_slots)
+
+
+# ------------------------------------------------------------------ the driver
+
+
+@dataclass
+class Sim:
+    auto_nodes: bool = True
+    evict: bool = True
+    core: BatchCore = field(default_factory=lambda: BatchCore(SeqIds()))
+    now: datetime = T0
+    effects: list[Effect] = field(default_factory=list)  # every effect, in order
+    last: list[Effect] = field(default_factory=list)  # effects of the latest send()
+    launches: dict[TaskKey, TaskLaunch] = field(default_factory=dict)  # latest per task
+    provisioning: list[ProvisionNode] = field(default_factory=list)  # not yet reported
+    releasing: list[ReleaseNode] = field(default_factory=list)  # not yet reported
+    store: dict[TaskKey, TaskRecord] = field(default_factory=dict)  # the "store" of tasks
+
+    # -------------------------------------------------------------- time and messages
+
+    def advance(self, seconds: float = 1.0) -> datetime:
+        self.now += timedelta(seconds=seconds)
+        return self.now
+
+    def send(self, message: Message) -> Any:
+        """Handle one message (plus node feedback when ``auto_nodes``); return its result."""
+        self.last = []
+        result = self._handle(message)
+        while self.auto_nodes and (self.provisioning or self.releasing):
+            if self.provisioning:
+                effect = self.provisioning.pop(0)
+                self._handle(NodeReady(effect.node_id))
+            else:
+                release = self.releasing.pop(0)
+                self._handle(NodeReleased(release.node_id))
+        return result
+
+    def adopt_targets(self, message: Message) -> None:
+        """Load the stored tasks a command targets, as the runtime does before handling it."""
+        if isinstance(message, Command):
+            for job_id, task_id in task_targets(message):
+                stored = self.store.get(task_key(job_id, task_id))
+                if stored is not None and stored.key not in self.core.state.tasks:
+                    self.core.adopt([stored])
+
+    def _handle(self, message: Message) -> Any:
+        self.adopt_targets(message)
+        out = self.core.handle(message, self.now)
+        self._absorb(out.effects)
+        if self.evict:
+            self.commit()
+        return out.result
+
+    def _absorb(self, effects: list[Effect]) -> None:
+        self.effects.extend(effects)
+        self.last.extend(effects)
+        for effect in effects:
+            if isinstance(effect, StartTask):
+                launch = effect.launch
+                self.launches[task_key(launch.job_id, launch.task_id)] = launch
+            elif isinstance(effect, ProvisionNode):
+                self.provisioning.append(effect)
+            elif isinstance(effect, ReleaseNode) and all(
+                    r.node_id != effect.node_id for r in self.releasing):
+                self.releasing.append(effect)
+
+    def commit(self) -> None:
+        """``take_changes`` and apply them as the stores do: deletions first, then upserts."""
+        changes = self.core.take_changes()
+        for key in changes.deleted_tasks:
+            self.store.pop(key, None)
+        for job_key in changes.deleted_jobs:
+            for key in [k for k in self.store if k[0] == job_key]:
+                del self.store[key]
+        self.store.update(changes.tasks)
+        assert not any(t.state == "completed" for t in self.core.state.tasks.values())
+
+    def fails(self, message: Message, code: str) -> DomainError:
+        """Send a command that must raise ``code`` and must change nothing."""
+        self.adopt_targets(message)
+        before = snapshot(self.core)
+        with pytest.raises(DomainError) as info:
+            self.send(message)
+        assert info.value.code == code, info.value.message
+        assert snapshot(self.core) == before
+        return info.value
+
+    # -------------------------------------------------------------- node feedback
+
+    def ready_nodes(self, count: int | None = None) -> list[str]:
+        """Report ``count`` (default: all) provisioned nodes ready, oldest first."""
+        todo = self.provisioning[: count if count is not None else len(self.provisioning)]
+        del self.provisioning[: len(todo)]
+        for effect in todo:
+            self.send(NodeReady(effect.node_id))
+        return [e.node_id for e in todo]
+
+    def release_nodes(self) -> list[str]:
+        todo, self.releasing = self.releasing, []
+        for effect in todo:
+            self.send(NodeReleased(effect.node_id))
+        return [e.node_id for e in todo]
+
+    # -------------------------------------------------------------- task exits
+
+    def launch(self, job_id: str, task_id: str) -> TaskLaunch:
+        return self.launches[task_key(job_id, task_id)]
+
+    def exit(self, job_id: str, task_id: str, code: int | None = 0, *,
+             attempt: int | None = None, timed_out: bool = False,
+             failure: FailureInfoRecord | None = None) -> None:
+        """Report the end of the task's latest (or the given) attempt."""
+        launch = self.launch(job_id, task_id)
+        self.send(TaskExited(job_id=job_id, task_id=task_id,
+                             attempt=launch.attempt if attempt is None else attempt,
+                             exit_code=code, start_time=self.now, end_time=self.now,
+                             timed_out=timed_out, failure=failure))
+
+    def exit_killed(self, code: int = -9) -> list[KillTask]:
+        """Report an exit for every attempt killed by the latest send()."""
+        kills = [e for e in self.last if isinstance(e, KillTask)]
+        for kill in kills:
+            self.exit(kill.job_id, kill.task_id, code, attempt=kill.attempt)
+        return kills
+
+    # -------------------------------------------------------------- setup shortcuts
+
+    def pool(self, pool_id: str = "p", **kwargs: Any) -> PoolRecord:
+        result = self.send(CreatePool(pool_spec(pool_id, **kwargs)))
+        assert isinstance(result, PoolRecord)
+        return result
+
+    def job(self, job_id: str = "j", pool_id: str = "p", **kwargs: Any) -> JobRecord:
+        result = self.send(CreateJob(job_spec(job_id, pool_id, **kwargs)))
+        assert isinstance(result, JobRecord)
+        return result
+
+    def tasks(self, job_id: str, *specs: BatchTaskCreateOptions | str) -> list[TaskRecord]:
+        """Add tasks (ids or specs) as one collection; every one must succeed."""
+        bodies = tuple(task_spec(s) if isinstance(s, str) else s for s in specs)
+        results = self.send(AddTasks(job_id, bodies))
+        assert all(isinstance(r, TaskRecord) for r in results), results
+        return list(results)
+
+    # -------------------------------------------------------------- lookups
+
+    def get_pool(self, pool_id: str = "p") -> PoolRecord | None:
+        return self.core.state.pools.get(pool_id.lower())
+
+    def get_job(self, job_id: str = "j") -> JobRecord | None:
+        return self.core.state.jobs.get(job_id.lower())
+
+    def get_node(self, node_id: str) -> NodeRecord:
+        return self.core.state.nodes[node_id.lower()]
+
+    def nodes(self, pool_id: str = "p") -> list[NodeRecord]:
+        return sorted(self.core.state.nodes_of(pool_id.lower()), key=lambda n: n.id)
+
+    def task(self, job_id: str, task_id: str) -> TaskRecord:
+        key = task_key(job_id, task_id)
+        found = self.core.state.tasks.get(key) or self.store.get(key)
+        assert found is not None, f"no task {key}"
+        return found
+
+    def placement(self, pool_id: str = "p") -> dict[str, list[str]]:
+        """node id -> ids of the tasks running on it."""
+        return {n.id: [k[1] for k in n.task_keys] for n in self.nodes(pool_id)}
+
+    def running_ids(self, job_id: str = "j") -> set[str]:
+        return {k[1] for k in self.core.state.running.get(job_id.lower(), set())}
+
+    def counts(self, job_id: str = "j") -> dict[str, int]:
+        job = self.get_job(job_id)
+        assert job is not None
+        c = job.counts
+        return {"active": c.active, "running": c.running, "completed": c.completed,
+                "succeeded": c.succeeded, "failed": c.failed}
+
+    def slot_counts(self, job_id: str = "j") -> dict[str, int]:
+        job = self.get_job(job_id)
+        assert job is not None
+        c = job.counts
+        return {"active": c.active_slots, "running": c.running_slots,
+                "completed": c.completed_slots, "succeeded": c.succeeded_slots,
+                "failed": c.failed_slots}
+
+    def started(self) -> list[TaskLaunch]:
+        return [e.launch for e in self.last if isinstance(e, StartTask)]
+
+    def kinds(self) -> Counter[str]:
+        return Counter(type(e).__name__ for e in self.last)
+
+    def deleted_files(self) -> list[DeleteTaskFiles]:
+        return [e for e in self.last if isinstance(e, DeleteTaskFiles)]
+
+    def check(self) -> None:
+        problems = self.core.state.validate()
+        assert not problems, problems
+
+
+def started_in(effects: list[Effect]) -> list[TaskLaunch]:
+    return [e.launch for e in effects if isinstance(e, StartTask)]

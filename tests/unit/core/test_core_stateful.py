@@ -1,0 +1,342 @@
+"""Hypothesis state machine: random commands and events against one ``BatchCore``.
+
+After every step: ``validate()`` is clean, no node is over-committed, no task is both running
+and completed, every ``StartTask`` went to a usable node of the job's pool that still had the
+slots, job counters are never negative and equal the task records (memory over the store),
+and a command that raised ``DomainError`` changed nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from core_sim import Sim, job_spec, pool_spec, snapshot, task_spec
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+)
+
+from hybatch.core.commands import (
+    AddTasks,
+    CreateJob,
+    CreatePool,
+    DeleteJob,
+    DeletePool,
+    DeleteTask,
+    ReactivateTask,
+    RemoveNodes,
+    ResizePool,
+    StopPoolResize,
+    TerminateJob,
+    TerminateTask,
+    UpdateJob,
+    UpdateTaskConstraints,
+)
+from hybatch.core.effects import Effect, KillTask, StartTask
+from hybatch.core.errors import DomainError
+from hybatch.core.events import (
+    NodeLost,
+    NodeReady,
+    NodeReleased,
+    TaskExited,
+    TaskLost,
+    Tick,
+)
+from hybatch.core.machine import Message
+from hybatch.core.records import FailureInfoRecord, TaskRecord
+
+# mostly the ids the initial pool and job use, so random steps meet running work
+POOL_IDS = st.sampled_from(["p0", "p0", "P0", "p1"])
+JOB_IDS = st.sampled_from(["j0", "j0", "J0", "j1", "j2"])
+TASK_IDS = st.sampled_from([f"t{i}" for i in range(6)])
+OPTIONS = st.sampled_from([None, "requeue", "terminate", "taskcompletion", "retaineddata"])
+PRE_FAILURE = FailureInfoRecord(category="usererror", code="ResourceContainerAccessDenied",
+                                message="pre-processing failed")
+
+
+class CoreMachine(RuleBasedStateMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.sim = Sim(auto_nodes=False, evict=False)
+        self.core = self.sim.core
+
+    # -------------------------------------------------------------- plumbing
+
+    def apply(self, message: Message) -> Any:
+        sim, state = self.sim, self.core.state
+        sim.adopt_targets(message)
+        before = snapshot(self.core)
+        used_before = {k: n.running_task_slots for k, n in state.nodes.items()}
+        attempts_before = {k: t.attempt for k, t in state.tasks.items()}
+        try:
+            outcome = self.core.handle(message, sim.now)
+        except DomainError:
+            assert not isinstance(message, NodeReady | NodeLost | NodeReleased | TaskExited
+                                  | TaskLost | Tick), "events never raise"
+            assert snapshot(self.core) == before, f"{message!r} failed but changed state"
+            return None
+        self.check_effects(outcome.effects, used_before, attempts_before)
+        sim._absorb(outcome.effects)
+        sim.advance(1)
+        return outcome.result
+
+    def check_effects(self, effects: list[Effect], used_before: dict[str, int],
+                      attempts_before: dict[tuple[str, str], int]) -> None:
+        state = self.core.state
+        started: dict[str, int] = {}
+        for effect in effects:
+            if isinstance(effect, KillTask):
+                continue
+            if not isinstance(effect, StartTask):
+                continue
+            launch = effect.launch
+            key = (launch.job_id.lower(), launch.task_id.lower())
+            job = state.jobs[key[0]]
+            task = state.tasks[key]
+            node = state.nodes[launch.node_id.lower()]
+            assert job.state == "active", "tasks of an inactive job never start"
+            assert node.pool_id.lower() == job.pool_id.lower() == launch.pool_id.lower()
+            pool = state.pools[node.pool_id.lower()]
+            assert pool.state == "active"
+            assert node.state == "running" and not node.removing
+            assert node.scheduling_state == "enabled"
+            assert task.state == "running" and task.node_id == node.id
+            assert task.attempt == launch.attempt > attempts_before.get(key, 0)
+            assert key in node.task_keys
+            started[node.key] = started.get(node.key, 0) + task.required_slots
+        for node_key, slots in started.items():
+            node = state.nodes[node_key]
+            still_there = sum(state.tasks[k].required_slots for k in node.task_keys
+                              if state.tasks[k].attempt == attempts_before.get(k))
+            # slots held before the call and never released + new starts fit the node
+            assert still_there + slots <= node.slots
+            assert used_before.get(node_key, 0) >= still_there or node_key not in used_before
+
+    @initialize(nodes=st.integers(1, 3), slots=st.integers(1, 3), ready=st.booleans())
+    def start(self, nodes: int, slots: int, ready: bool) -> None:
+        """Most runs start with a pool and a job on it (possibly with nodes still coming)."""
+        self.apply(CreatePool(pool_spec("p0", nodes=nodes, slots=slots)))
+        self.apply(CreateJob(job_spec("j0", "p0")))
+        if ready:
+            self.all_nodes_ready()
+
+    # -------------------------------------------------------------- pools
+
+    @rule(pid=POOL_IDS, nodes=st.integers(0, 3), low=st.integers(0, 1),
+          slots=st.integers(1, 3), fill=st.sampled_from([None, "spread", "pack"]))
+    def create_pool(self, pid: str, nodes: int, low: int, slots: int, fill: str | None) -> None:
+        self.apply(CreatePool(pool_spec(pid, nodes=nodes, low=low, slots=slots, fill=fill)))
+
+    @rule(pid=POOL_IDS, dedicated=st.integers(-1, 4), low=st.none() | st.integers(0, 1),
+          option=OPTIONS)
+    def resize_pool(self, pid: str, dedicated: int, low: int | None, option: str | None) -> None:
+        self.apply(ResizePool(pid, dedicated, low, None, option))
+
+    @rule(pid=POOL_IDS)
+    def stop_resize(self, pid: str) -> None:
+        self.apply(StopPoolResize(pid))
+
+    @rule(pid=POOL_IDS, data=st.data(), option=OPTIONS)
+    def remove_nodes(self, pid: str, data: st.DataObject, option: str | None) -> None:
+        known = [*sorted(self.core.state.nodes), "nosuchnode"]
+        picked = data.draw(st.lists(st.sampled_from(known), min_size=0, max_size=3))
+        self.apply(RemoveNodes(pid, tuple(picked), None, option))
+
+    @rule(pid=POOL_IDS)
+    def delete_pool(self, pid: str) -> None:
+        self.apply(DeletePool(pid))
+
+    # -------------------------------------------------------------- node events
+
+    @precondition(lambda self: self.sim.provisioning)
+    @rule(data=st.data())
+    def node_ready(self, data: st.DataObject) -> None:
+        index = data.draw(st.integers(0, len(self.sim.provisioning) - 1))
+        effect = self.sim.provisioning.pop(index)
+        self.apply(NodeReady(effect.node_id))
+
+    @precondition(lambda self: self.sim.provisioning)
+    @rule()
+    def all_nodes_ready(self) -> None:
+        while self.sim.provisioning:
+            self.apply(NodeReady(self.sim.provisioning.pop(0).node_id))
+
+    @precondition(lambda self: self.sim.releasing)
+    @rule(data=st.data())
+    def node_released(self, data: st.DataObject) -> None:
+        index = data.draw(st.integers(0, len(self.sim.releasing) - 1))
+        effect = self.sim.releasing.pop(index)
+        self.apply(NodeReleased(effect.node_id))
+
+    @precondition(lambda self: self.core.state.nodes)
+    @rule(data=st.data())
+    def node_lost(self, data: st.DataObject) -> None:
+        node = data.draw(st.sampled_from(sorted(self.core.state.nodes)))
+        self.apply(NodeLost(node, "lost"))
+
+    # -------------------------------------------------------------- jobs
+
+    @rule(jid=JOB_IDS, pid=POOL_IDS, priority=st.integers(-2, 2),
+          cap=st.sampled_from([None, -1, 1, 2]),
+          on_all=st.sampled_from(["noaction", "terminatejob"]))
+    def create_job(self, jid: str, pid: str, priority: int, cap: int | None,
+                   on_all: str) -> None:
+        extra: dict[str, object] = {"priority": priority, "onAllTasksComplete": on_all}
+        if cap is not None:
+            extra["maxParallelTasks"] = cap
+        self.apply(CreateJob(job_spec(jid, pid, **extra)))
+
+    @rule(jid=JOB_IDS, field=st.sampled_from([
+        ("priority", 3), ("priority", -3), ("priority", 5000), ("maxParallelTasks", 1),
+        ("maxParallelTasks", -1), ("onAllTasksComplete", "terminatejob"), ("bogus", 1)]),
+        replace=st.booleans())
+    def update_job(self, jid: str, field: tuple[str, object], replace: bool) -> None:
+        self.apply(UpdateJob(jid, (field,), replace=replace))
+
+    @rule(jid=JOB_IDS)
+    def terminate_job(self, jid: str) -> None:
+        self.apply(TerminateJob(jid))
+
+    @rule(jid=JOB_IDS)
+    def delete_job(self, jid: str) -> None:
+        self.apply(DeleteJob(jid))
+
+    # -------------------------------------------------------------- tasks
+
+    @rule(jid=JOB_IDS, specs=st.lists(st.tuples(TASK_IDS, st.sampled_from([0, 1, -1]),
+                                                st.integers(1, 3)), min_size=1, max_size=4),
+          single=st.booleans())
+    def add_tasks(self, jid: str, specs: list[tuple[str, int, int]], single: bool) -> None:
+        bodies = tuple(task_spec(tid, retries=retries, slots=slots)
+                       for tid, retries, slots in specs)
+        if single:
+            bodies = bodies[:1]
+        result = self.apply(AddTasks(jid, bodies, single=single))
+        if result is not None:
+            assert len(result) == len(bodies)
+            assert all(isinstance(r, TaskRecord | DomainError) for r in result)
+
+    @rule(jid=JOB_IDS, tid=TASK_IDS)
+    def terminate_task(self, jid: str, tid: str) -> None:
+        self.apply(TerminateTask(jid, tid))
+
+    @rule(jid=JOB_IDS, tid=TASK_IDS)
+    def reactivate_task(self, jid: str, tid: str) -> None:
+        self.apply(ReactivateTask(jid, tid))
+
+    @rule(jid=JOB_IDS, tid=TASK_IDS)
+    def delete_task(self, jid: str, tid: str) -> None:
+        self.apply(DeleteTask(jid, tid))
+
+    @rule(jid=JOB_IDS, tid=TASK_IDS, retries=st.integers(-2, 2))
+    def update_constraints(self, jid: str, tid: str, retries: int) -> None:
+        self.apply(UpdateTaskConstraints(jid, tid, None, None, retries))
+
+    # -------------------------------------------------------------- task events
+
+    def _running(self) -> list[TaskRecord]:
+        return sorted((t for t in self.core.state.tasks.values() if t.state == "running"),
+                      key=lambda t: t.key)
+
+    @precondition(lambda self: self._running())
+    @rule(data=st.data(), code=st.sampled_from([0, 0, 1, 2, -9]),
+          kind=st.sampled_from(["normal", "normal", "timeout", "preprocessing", "stale"]))
+    def task_exit(self, data: st.DataObject, code: int, kind: str) -> None:
+        task = data.draw(st.sampled_from(self._running()))
+        attempt = task.attempt - 1 if kind == "stale" else task.attempt
+        self.apply(TaskExited(
+            job_id=task.job_id, task_id=task.id, attempt=attempt,
+            exit_code=None if kind == "preprocessing" else code,
+            start_time=task.start_time, end_time=self.sim.now, timed_out=kind == "timeout",
+            failure=PRE_FAILURE if kind == "preprocessing" else None))
+
+    @precondition(lambda self: self._running())
+    @rule(data=st.data(), code=st.sampled_from([0, 1, -9]))
+    def another_task_exit(self, data: st.DataObject, code: int) -> None:
+        """Exits are the commonest event; a second rule makes them likelier."""
+        self.task_exit(data, code, "normal")
+
+    @precondition(lambda self: self._running())
+    @rule(data=st.data())
+    def task_lost(self, data: st.DataObject) -> None:
+        task = data.draw(st.sampled_from(self._running()))
+        self.apply(TaskLost(task.job_id, task.id, task.attempt))
+
+    @rule()
+    def tick(self) -> None:
+        self.apply(Tick())
+
+    @rule()
+    def commit(self) -> None:
+        self.sim.commit()
+
+    # -------------------------------------------------------------- invariants
+
+    @invariant()
+    def state_is_consistent(self) -> None:
+        state = self.core.state
+        assert state.validate() == []
+        placed: dict[tuple[str, str], str] = {}
+        for node in state.nodes.values():
+            assert 0 <= node.running_task_slots <= node.slots, f"{node.id} over-committed"
+            assert node.running_tasks == len(node.task_keys)
+            for key in node.task_keys:
+                assert key not in placed, f"{key} placed on two nodes"
+                placed[key] = node.key
+        running_sets = {k for keys in state.running.values() for k in keys}
+        for key, task in state.tasks.items():
+            busy = task.state in ("running", "preparing")
+            assert (key in placed) == busy, f"{key} {task.state} vs node placement"
+            assert (key in running_sets) == busy, f"{key} {task.state} vs running index"
+            if task.state == "completed":
+                assert task.result in ("success", "failure")
+                assert key not in state.ready.get(key[0], ())
+        for key, stored in self.sim.store.items():
+            if key not in state.tasks and stored.state == "completed":
+                assert key not in placed and key not in running_sets
+
+    @invariant()
+    def counters_match_records(self) -> None:
+        state = self.core.state
+        known: dict[tuple[str, str], TaskRecord] = {
+            k: t for k, t in self.sim.store.items() if k[0] in state.jobs}
+        known.update(state.tasks)
+        for job in state.jobs.values():
+            c = job.counts
+            values = (c.active, c.running, c.completed, c.succeeded, c.failed, c.active_slots,
+                      c.running_slots, c.completed_slots, c.succeeded_slots, c.failed_slots)
+            assert min(values) >= 0, f"negative counter in {job.id}: {values}"
+            tasks = [t for k, t in known.items() if k[0] == job.key]
+            active = [t for t in tasks if t.state == "active"]
+            running = [t for t in tasks if t.state in ("running", "preparing")]
+            done = [t for t in tasks if t.state == "completed"]
+            ok = [t for t in done if t.result == "success"]
+            assert (c.active, c.running, c.completed, c.succeeded) == (
+                len(active), len(running), len(done), len(ok)), job.id
+            assert c.failed == c.completed - c.succeeded
+            assert c.running_slots == sum(t.required_slots for t in running)
+            assert c.completed_slots == sum(t.required_slots for t in done)
+            assert c.active_slots == sum(t.required_slots for t in active)
+
+    @invariant()
+    def jobs_settle(self) -> None:
+        """A terminating or deleting job always has a running task it waits for."""
+        for job in self.core.state.jobs.values():
+            if job.state in ("terminating", "deleting"):
+                assert self.core.state.running.get(job.key), f"{job.id} stuck in {job.state}"
+        for pool in self.core.state.pools.values():
+            busy = any(n.state == "creating" or n.removing
+                       for n in self.core.state.nodes_of(pool.key))
+            assert busy == (pool.allocation_state != "steady"), pool.id
+
+
+CoreMachine.TestCase.settings = settings(
+    max_examples=75, stateful_step_count=40, derandomize=True, deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
+TestCoreStateMachine = CoreMachine.TestCase
