@@ -18,10 +18,10 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/ -> `support` package
 
-from support.postgres import PostgresServer, PostgresUnavailable, start_postgres  # noqa: E402
+from support.postgres import PostgresServer, PostgresUnavailable, start_postgres
 
-from hybatch.ports import Store  # noqa: E402
-from hybatch.store import MemoryStore, SqlStore  # noqa: E402
+from hybatch.ports import Store
+from hybatch.store import MemoryStore, SqlStore
 
 _database_ids = itertools.count()
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from sqlalchemy import Table
 from support.store_records import JOB_SPEC, POOL_SPEC, TASK_SPEC, job_spec, pool_spec, task_spec
 
 from hybatch.core.records import JobRecord, NodeRecord, PoolRecord, TaskRecord
@@ -23,8 +24,9 @@ from hybatch.store.paging import decode_token, encode_token
 
 _text = st.text(st.characters(codec="utf-8", exclude_characters="\x00"), max_size=12)
 _ints = st.integers(-(2**63), 2**63 - 1)
-_zones = st.sampled_from([UTC, timezone(timedelta(hours=5, minutes=30)),
-                          timezone(timedelta(hours=-8)), None])
+_zones = st.sampled_from(
+    [UTC, timezone(timedelta(hours=5, minutes=30)), timezone(timedelta(hours=-8)), None]
+)
 _datetimes = st.datetimes(timezones=_zones)
 _floats = st.floats(allow_nan=False)  # +-inf and -0.0 included
 
@@ -35,13 +37,21 @@ _SPECS: dict[type, st.SearchStrategy[Any]] = {
     ),
     BatchJobCreateOptions: st.one_of(
         st.just(BatchJobCreateOptions.model_validate(JOB_SPEC)),
-        st.builds(lambda s, n: job_spec("j", priority=n, displayName=s), _text,
-                  st.integers(-1000, 1000)),
+        st.builds(
+            lambda s, n: job_spec("j", priority=n, displayName=s), _text, st.integers(-1000, 1000)
+        ),
     ),
     BatchTaskCreateOptions: st.one_of(
         st.just(BatchTaskCreateOptions.model_validate(TASK_SPEC)),
-        st.builds(lambda cmd, pw: task_spec("t", commandLine=cmd or "x", containerSettings={
-            "imageName": "i", "registry": {"username": "u", "password": pw}}), _text, _text),
+        st.builds(
+            lambda cmd, pw: task_spec(
+                "t",
+                commandLine=cmd or "x",
+                containerSettings={"imageName": "i", "registry": {"username": "u", "password": pw}},
+            ),
+            _text,
+            _text,
+        ),
     ),
 }
 
@@ -61,18 +71,21 @@ def strategy_for(tp: Any) -> st.SearchStrategy[Any]:
     if dataclasses.is_dataclass(tp):
         return records(tp)  # type: ignore[arg-type]
     simple: dict[Any, st.SearchStrategy[Any]] = {
-        str: _text, int: _ints, float: _floats, bool: st.booleans(), datetime: _datetimes,
+        str: _text,
+        int: _ints,
+        float: _floats,
+        bool: st.booleans(),
+        datetime: _datetimes,
     }
     return simple[tp]
 
 
 def records(cls: type) -> st.SearchStrategy[Any]:
     hints = typing.get_type_hints(cls)
-    return st.builds(cls, **{f.name: strategy_for(hints[f.name])
-                             for f in dataclasses.fields(cls)})
+    return st.builds(cls, **{f.name: strategy_for(hints[f.name]) for f in dataclasses.fields(cls)})
 
 
-RESOURCES = [
+RESOURCES: list[tuple[type, codec.Resource[Any], Table]] = [
     (PoolRecord, codec.POOLS, tables.pools),
     (NodeRecord, codec.NODES, tables.nodes),
     (JobRecord, codec.JOBS, tables.jobs),
@@ -99,16 +112,29 @@ def test_every_record_round_trips_through_json(data: st.DataObject) -> None:
 
 
 def test_non_finite_floats_are_stored_as_strings() -> None:
-    record = TaskRecord(job_id="j", id="t", spec=task_spec("t"), creation_time=datetime.now(UTC),
-                        seq=0, max_wall_clock_s=math.inf, retention_s=-math.inf)
+    record = TaskRecord(
+        job_id="j",
+        id="t",
+        spec=task_spec("t"),
+        creation_time=datetime.now(UTC),
+        seq=0,
+        max_wall_clock_s=math.inf,
+        retention_s=-math.inf,
+    )
     data = codec.TASKS.to_row(record)["data"]
     assert data["max_wall_clock_s"] == "inf"
     assert codec.TASKS.from_data(codec.loads(codec.dumps(data))) == record
 
 
 def test_rows_written_by_other_versions_still_load() -> None:
-    record = TaskRecord(job_id="j", id="t", spec=task_spec("t"),
-                        creation_time=datetime(2026, 1, 1, tzinfo=UTC), seq=3, retry_count=2)
+    record = TaskRecord(
+        job_id="j",
+        id="t",
+        spec=task_spec("t"),
+        creation_time=datetime(2026, 1, 1, tzinfo=UTC),
+        seq=3,
+        retry_count=2,
+    )
     data = codec.TASKS.to_row(record)["data"]
     del data["retry_count"]  # a field added later: default
     data["removed_field"] = 1  # a field removed later: ignored
@@ -126,9 +152,17 @@ def test_spec_secrets_are_written_in_clear() -> None:
 
 
 def test_columns() -> None:
-    record = TaskRecord(job_id="Job", id="Task", spec=task_spec("Task"), seq=1, state="Completed",
-                        creation_time=datetime(1970, 1, 1, 0, 0, 1, tzinfo=UTC),
-                        node_id="Node-1", result="Failure", exit_code=2)
+    record = TaskRecord(
+        job_id="Job",
+        id="Task",
+        spec=task_spec("Task"),
+        seq=1,
+        state="Completed",
+        creation_time=datetime(1970, 1, 1, 0, 0, 1, tzinfo=UTC),
+        node_id="Node-1",
+        result="Failure",
+        exit_code=2,
+    )
     row = codec.TASKS.to_row(record)
     assert (row["job_key"], row["task_key"], row["state"]) == ("job", "task", "completed")
     assert (row["node_key"], row["result"], row["exit_code"]) == ("node-1", "failure", 2)
@@ -153,7 +187,8 @@ def test_translation_shapes() -> None:
     assert translate(Not(state), fields) is None
     assert translate(Or(state, state), fields) == AnyOf((Cmp("state", "eq", "active"),) * 2)
     assert translate(StartsWith(_f("id"), "Ab"), fields) == AllOf(
-        (Cmp("task_key", "ge", "ab"), Cmp("task_key", "lt", "ac")))
+        (Cmp("task_key", "ge", "ab"), Cmp("task_key", "lt", "ac"))
+    )
     # wrong literal types are left to the predicate
     assert translate(Compare("eq", _f("executionInfo/exitCode"), Literal("1")), fields) is None
     assert translate(Compare("eq", _f("executionInfo/exitCode"), Literal(True)), fields) is None

@@ -37,8 +37,9 @@ def cmp(op: str, path: str, value: object) -> Compare:
     return Compare(op, Field(tuple(path.split("/"))), Literal(value))  # type: ignore[arg-type]
 
 
-def all_pages(list_page: Callable[[ListQuery[TaskRecord]], Page[TaskRecord]],
-              **query: object) -> list[Page[TaskRecord]]:
+def all_pages(
+    list_page: Callable[[ListQuery[TaskRecord]], Page[TaskRecord]], **query: object
+) -> list[Page[TaskRecord]]:
     pages: list[Page[TaskRecord]] = []
     token: str | None = None
     while True:
@@ -118,8 +119,14 @@ def test_missing_records_are_none(store: Store) -> None:
 
 
 def test_keys_are_case_insensitive_and_ids_keep_their_case(store: Store) -> None:
-    store.apply(Changes(pools=[pool("MyPool")], nodes=[node("Node-X", "MyPool")],
-                        jobs=[job("MyJob")], tasks=[task("MyJob", "MyTask")]))
+    store.apply(
+        Changes(
+            pools=[pool("MyPool")],
+            nodes=[node("Node-X", "MyPool")],
+            jobs=[job("MyJob")],
+            tasks=[task("MyJob", "MyTask")],
+        )
+    )
     for key in ("mypool", "MYPOOL", "MyPool"):
         got = store.get_pool(key)
         assert got is not None and got.id == "MyPool"
@@ -168,10 +175,12 @@ def test_deleting_a_job_deletes_its_tasks_only(store: Store) -> None:
 
 
 def test_deleting_a_pool_deletes_its_nodes_only(store: Store) -> None:
-    store.apply(Changes(
-        pools=[pool("p1"), pool("p2")],
-        nodes=[node("n1", "P1"), node("n2", "p1"), node("n3", "p2")],
-    ))
+    store.apply(
+        Changes(
+            pools=[pool("p1"), pool("p2")],
+            nodes=[node("n1", "P1"), node("n2", "p1"), node("n3", "p2")],
+        )
+    )
     store.apply(Changes(deleted_pools=["p1"]))
     assert store.get_pool("p1") is None
     assert store.get_node("n1") is None and store.get_node("n2") is None
@@ -200,15 +209,21 @@ def test_deletes_apply_before_upserts_of_the_same_turn(store: Store) -> None:
 
 
 def test_load_unfinished_tasks_skips_completed(store: Store) -> None:
-    store.apply(Changes(tasks=[
-        task("b", "x", seq=2, state="running"),
-        task("b", "y", seq=1, state="active"),
-        task("b", "z", seq=3, state="completed"),
-        task("a", "q", seq=0, state="preparing"),
-        task("a", "r", seq=1, state="Completed"),
-    ]))
+    store.apply(
+        Changes(
+            tasks=[
+                task("b", "x", seq=2, state="running"),
+                task("b", "y", seq=1, state="active"),
+                task("b", "z", seq=3, state="completed"),
+                task("a", "q", seq=0, state="preparing"),
+                task("a", "r", seq=1, state="Completed"),
+            ]
+        )
+    )
     assert [(t.job_id, t.id) for t in store.load_unfinished_tasks()] == [
-        ("a", "q"), ("b", "y"), ("b", "x"),
+        ("a", "q"),
+        ("b", "y"),
+        ("b", "x"),
     ]
     store.apply(Changes(tasks=[task("b", "x", seq=2, state="completed")]))
     assert [t.id for t in store.load_unfinished_tasks()] == ["q", "y"]
@@ -217,13 +232,16 @@ def test_load_unfinished_tasks_skips_completed(store: Store) -> None:
 # ------------------------------------------------------------------------- paging
 
 
-@pytest.mark.parametrize(("count", "size", "expected"), [
-    (25, 10, [10, 10, 5]),
-    (20, 10, [10, 10]),
-    (1, 1000, [1]),
-    (0, 10, [0]),
-    (3, 1, [1, 1, 1]),
-])
+@pytest.mark.parametrize(
+    ("count", "size", "expected"),
+    [
+        (25, 10, [10, 10, 5]),
+        (20, 10, [10, 10]),
+        (1, 1000, [1]),
+        (0, 10, [0]),
+        (3, 1, [1, 1, 1]),
+    ],
+)
 def test_paging_sizes_and_tokens(store: Store, count: int, size: int, expected: list[int]) -> None:
     seed_tasks(store, "j", count)
     pages = all_pages(lambda q: store.list_tasks("j", q), max_results=size)
@@ -235,8 +253,13 @@ def test_paging_sizes_and_tokens(store: Store, count: int, size: int, expected: 
 
 def test_lists_are_in_key_order(store: Store) -> None:
     names = ["b", "A", "c10", "C2", "a-1", "a_1", "B0"]
-    store.apply(Changes(tasks=[task("j", n) for n in names],
-                        jobs=[job(n) for n in names], pools=[pool(n) for n in names]))
+    store.apply(
+        Changes(
+            tasks=[task("j", n) for n in names],
+            jobs=[job(n) for n in names],
+            pools=[pool(n) for n in names],
+        )
+    )
     expected = sorted(names, key=str.lower)
     assert ids(store.list_tasks("j", ListQuery()).items) == expected
     assert [j.id for j in store.list_jobs(ListQuery()).items] == expected
@@ -264,11 +287,13 @@ def test_bad_tokens_and_page_sizes_are_rejected(store: Store) -> None:
 
 
 def test_list_nodes_and_pools_and_jobs(store: Store) -> None:
-    store.apply(Changes(
-        pools=[pool("p1"), pool("p2")],
-        nodes=[node("n3", "p1"), node("n1", "p1"), node("n2", "p2")],
-        jobs=[job("j2"), job("j1")],
-    ))
+    store.apply(
+        Changes(
+            pools=[pool("p1"), pool("p2")],
+            nodes=[node("n3", "p1"), node("n1", "p1"), node("n2", "p2")],
+            jobs=[job("j2"), job("j1")],
+        )
+    )
     assert [n.id for n in store.list_nodes("p1", ListQuery()).items] == ["n1", "n3"]
     assert [n.id for n in store.list_nodes("p2", ListQuery()).items] == ["n2"]
     assert [p.id for p in store.list_pools(ListQuery(max_results=1)).items] == ["p1"]
@@ -283,11 +308,17 @@ def _mixed_tasks(store: Store) -> None:
     for i in range(30):
         state = ("active", "running", "completed")[i % 3]
         exit_code = (i % 5) - 1 if state == "completed" else None
-        records.append(task(
-            "j", f"T{i:03d}", seq=i, state=state, exit_code=exit_code,
-            result=None if exit_code is None else ("success" if exit_code == 0 else "failure"),
-            start_time=None if state == "active" else T0 + timedelta(seconds=i),
-        ))
+        records.append(
+            task(
+                "j",
+                f"T{i:03d}",
+                seq=i,
+                state=state,
+                exit_code=exit_code,
+                result=None if exit_code is None else ("success" if exit_code == 0 else "failure"),
+                start_time=None if state == "active" else T0 + timedelta(seconds=i),
+            )
+        )
     store.apply(Changes(jobs=[job("j")], tasks=records))
 
 
@@ -296,24 +327,41 @@ def _expect(store: Store, keep: Callable[[TaskRecord], bool]) -> list[str]:
     return [t.id for t in everything if keep(t)]
 
 
-@pytest.mark.parametrize(("expr", "keep"), [
-    (eq("state", "Completed"), lambda t: t.state == "completed"),
-    (Compare("ne", Field(("state",)), Literal("ACTIVE")), lambda t: t.state != "active"),
-    (eq("id", "t007"), lambda t: t.id == "T007"),
-    (StartsWith(Field(("id",)), "t01"), lambda t: t.id.startswith("T01")),
-    (StartsWith(Field(("id",)), ""), lambda t: True),
-    (cmp("gt", "id", "t025"), lambda t: t.id > "T025"),
-    (cmp("gt", "executionInfo/exitCode", 0), lambda t: t.exit_code is not None and t.exit_code > 0),
-    (cmp("ne", "executionInfo/exitCode", 0), lambda t: t.exit_code is not None and t.exit_code != 0),
-    (Or(cmp("lt", "executionInfo/exitCode", 0), cmp("gt", "executionInfo/exitCode", 2)),
-     lambda t: t.exit_code is not None and (t.exit_code < 0 or t.exit_code > 2)),
-    (And(eq("state", "running"), StartsWith(Field(("id",)), "T00")),
-     lambda t: t.state == "running" and t.id.startswith("T00")),
-    (eq("executionInfo/result", "FAILURE"), lambda t: t.result == "failure"),
-    (cmp("ge", "executionInfo/startTime", T0 + timedelta(seconds=20)),
-     lambda t: t.start_time is not None and t.start_time >= T0 + timedelta(seconds=20)),
-])
-def test_translated_filters_are_exact(store: Store, expr: object, keep: Callable[[TaskRecord], bool]) -> None:
+@pytest.mark.parametrize(
+    ("expr", "keep"),
+    [
+        (eq("state", "Completed"), lambda t: t.state == "completed"),
+        (Compare("ne", Field(("state",)), Literal("ACTIVE")), lambda t: t.state != "active"),
+        (eq("id", "t007"), lambda t: t.id == "T007"),
+        (StartsWith(Field(("id",)), "t01"), lambda t: t.id.startswith("T01")),
+        (StartsWith(Field(("id",)), ""), lambda t: True),
+        (cmp("gt", "id", "t025"), lambda t: t.id > "T025"),
+        (
+            cmp("gt", "executionInfo/exitCode", 0),
+            lambda t: t.exit_code is not None and t.exit_code > 0,
+        ),
+        (
+            cmp("ne", "executionInfo/exitCode", 0),
+            lambda t: t.exit_code is not None and t.exit_code != 0,
+        ),
+        (
+            Or(cmp("lt", "executionInfo/exitCode", 0), cmp("gt", "executionInfo/exitCode", 2)),
+            lambda t: t.exit_code is not None and (t.exit_code < 0 or t.exit_code > 2),
+        ),
+        (
+            And(eq("state", "running"), StartsWith(Field(("id",)), "T00")),
+            lambda t: t.state == "running" and t.id.startswith("T00"),
+        ),
+        (eq("executionInfo/result", "FAILURE"), lambda t: t.result == "failure"),
+        (
+            cmp("ge", "executionInfo/startTime", T0 + timedelta(seconds=20)),
+            lambda t: t.start_time is not None and t.start_time >= T0 + timedelta(seconds=20),
+        ),
+    ],
+)
+def test_translated_filters_are_exact(
+    store: Store, expr: object, keep: Callable[[TaskRecord], bool]
+) -> None:
     """Filters on indexed columns need no predicate: the SQL part alone is exact."""
     _mixed_tasks(store)
     expected = _expect(store, keep)
@@ -329,12 +377,15 @@ def test_predicate_stricter_than_the_translated_part(store: Store) -> None:
     _mixed_tasks(store)
     # SQL can narrow to completed tasks with exit code > 0; the predicate adds seq % 2 == 0.
     expr = And(eq("state", "completed"), cmp("gt", "executionInfo/exitCode", 0))
+
     def predicate(t: TaskRecord) -> bool:
         return t.seq % 2 == 0 and t.state == "completed" and (t.exit_code or 0) > 0
+
     expected = _expect(store, predicate)
     assert len(expected) >= 3
-    pages = all_pages(lambda q: store.list_tasks("j", q), filter=expr, predicate=predicate,
-                      max_results=2)
+    pages = all_pages(
+        lambda q: store.list_tasks("j", q), filter=expr, predicate=predicate, max_results=2
+    )
     assert [t.id for p in pages for t in p.items] == expected
     assert all(len(p.items) == 2 for p in pages[:-1])
     assert pages[-1].next_token is None and pages[-1].items
@@ -343,10 +394,11 @@ def test_predicate_stricter_than_the_translated_part(store: Store) -> None:
 def test_untranslatable_filters_are_left_to_the_predicate(store: Store) -> None:
     _mixed_tasks(store)
     # Not(...) and unknown properties are not translated; Or with one unknown side neither.
-    expr = And(Not(eq("state", "active")),
-               Or(eq("displayName", "x"), eq("state", "running")))
+    expr = And(Not(eq("state", "active")), Or(eq("displayName", "x"), eq("state", "running")))
+
     def predicate(t: TaskRecord) -> bool:
         return t.state == "running"
+
     expected = _expect(store, predicate)
     got = store.list_tasks("j", ListQuery(filter=expr, predicate=predicate, max_results=1000))
     assert ids(got.items) == expected
@@ -354,32 +406,54 @@ def test_untranslatable_filters_are_left_to_the_predicate(store: Store) -> None:
 
 def test_sparse_predicate_still_fills_pages(store: Store) -> None:
     seed_tasks(store, "j", 200)
+
     def predicate(t: TaskRecord) -> bool:
         return t.seq % 37 == 0
+
     pages = all_pages(lambda q: store.list_tasks("j", q), predicate=predicate, max_results=2)
     assert [[t.seq for t in p.items] for p in pages] == [[0, 37], [74, 111], [148, 185]]
     assert pages[-1].next_token is None
 
 
 def test_filters_on_other_resources(store: Store) -> None:
-    store.apply(Changes(
-        pools=[pool("p1"), pool("p2", state="deleting"), pool("p3", allocation_state="resizing")],
-        nodes=[node("n1", "p1"), node("n2", "p1", is_dedicated=False, state="idle"),
-               node("n3", "p1", state="Idle")],
-        jobs=[job("j1"), job("j2", state="completed")],
-    ))
+    store.apply(
+        Changes(
+            pools=[
+                pool("p1"),
+                pool("p2", state="deleting"),
+                pool("p3", allocation_state="resizing"),
+            ],
+            nodes=[
+                node("n1", "p1"),
+                node("n2", "p1", is_dedicated=False, state="idle"),
+                node("n3", "p1", state="Idle"),
+            ],
+            jobs=[job("j1"), job("j2", state="completed")],
+        )
+    )
     assert [p.id for p in store.list_pools(ListQuery(filter=eq("state", "ACTIVE"))).items] == [
-        "p1", "p3"]
-    assert [p.id for p in store.list_pools(
-        ListQuery(filter=eq("allocationState", "resizing"))).items] == ["p3"]
-    assert [n.id for n in store.list_nodes("p1", ListQuery(filter=eq("isDedicated", False))).items
-            ] == ["n2"]
-    assert [n.id for n in store.list_nodes("p1", ListQuery(filter=eq("state", "idle"))).items
-            ] == ["n2", "n3"]
+        "p1",
+        "p3",
+    ]
+    assert [
+        p.id for p in store.list_pools(ListQuery(filter=eq("allocationState", "resizing"))).items
+    ] == ["p3"]
+    assert [
+        n.id for n in store.list_nodes("p1", ListQuery(filter=eq("isDedicated", False))).items
+    ] == ["n2"]
+    assert [n.id for n in store.list_nodes("p1", ListQuery(filter=eq("state", "idle"))).items] == [
+        "n2",
+        "n3",
+    ]
     assert [j.id for j in store.list_jobs(ListQuery(filter=eq("state", "completed"))).items] == [
-        "j2"]
-    assert [j.id for j in store.list_jobs(ListQuery(
-        filter=cmp("lt", "creationTime", T0 + timedelta(seconds=1)))).items] == ["j1", "j2"]
+        "j2"
+    ]
+    assert [
+        j.id
+        for j in store.list_jobs(
+            ListQuery(filter=cmp("lt", "creationTime", T0 + timedelta(seconds=1)))
+        ).items
+    ] == ["j1", "j2"]
 
 
 # ------------------------------------------------------------------------- settings
@@ -401,8 +475,14 @@ def test_settings(store: Store) -> None:
 def test_persists_across_reopen(backend: Backend) -> None:
     """SQL stores keep everything across close/open (the memory store reopens itself)."""
     first = backend.open()
-    first.apply(Changes(pools=[full_pool()], nodes=[full_node()], jobs=[full_job()],
-                        tasks=[full_task(), task("job-1", "t-open", state="running")]))
+    first.apply(
+        Changes(
+            pools=[full_pool()],
+            nodes=[full_node()],
+            jobs=[full_job()],
+            tasks=[full_task(), task("job-1", "t-open", state="running")],
+        )
+    )
     first.put_setting("account_key", "k")
     first.close()
 
@@ -425,8 +505,12 @@ def test_concurrent_reads_during_writes(store: Store) -> None:
     """One writer applies turns that rewrite every task with a new version; readers must
     never fail and never see a mix of two turns in one answer."""
     count, turns = 300, 25
-    store.apply(Changes(jobs=[job("j", version=0)],
-                        tasks=[task("j", f"t{i:03d}", seq=i, version=0) for i in range(count)]))
+    store.apply(
+        Changes(
+            jobs=[job("j", version=0)],
+            tasks=[task("j", f"t{i:03d}", seq=i, version=0) for i in range(count)],
+        )
+    )
     errors: list[BaseException] = []
     stop = threading.Event()
     reads = [0]
@@ -434,11 +518,21 @@ def test_concurrent_reads_during_writes(store: Store) -> None:
     def writer() -> None:
         try:
             for v in range(1, turns + 1):
-                store.apply(Changes(
-                    jobs=[job("j", version=v)],
-                    tasks=[task("j", f"t{i:03d}", seq=i, version=v,
-                                state="running" if v % 2 else "active") for i in range(count)],
-                ))
+                store.apply(
+                    Changes(
+                        jobs=[job("j", version=v)],
+                        tasks=[
+                            task(
+                                "j",
+                                f"t{i:03d}",
+                                seq=i,
+                                version=v,
+                                state="running" if v % 2 else "active",
+                            )
+                            for i in range(count)
+                        ],
+                    )
+                )
         except BaseException as exc:  # pragma: no cover - reported below
             errors.append(exc)
         finally:
@@ -451,8 +545,9 @@ def test_concurrent_reads_during_writes(store: Store) -> None:
                 assert len(page.items) == count
                 assert len({t.version for t in page.items}) == 1, "torn page"
                 # several chunked queries behind one page: still one snapshot
-                sparse = store.list_tasks("j", ListQuery(
-                    predicate=lambda t: t.seq % 3 == 0, max_results=1000))
+                sparse = store.list_tasks(
+                    "j", ListQuery(predicate=lambda t: t.seq % 3 == 0, max_results=1000)
+                )
                 assert len(sparse.items) == count // 3
                 assert len({t.version for t in sparse.items}) == 1, "torn chunked page"
                 running = store.list_tasks("j", ListQuery(filter=eq("state", "running")))

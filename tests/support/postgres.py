@@ -121,8 +121,15 @@ class PostgresServer:
         self.root.chmod(0o700)
         self._check(
             self._run(
-                "initdb", "-D", str(self.datadir), "-U", "postgres", "--auth=trust",
-                "--encoding=UTF8", "--locale=C", "--no-sync",
+                "initdb",
+                "-D",
+                str(self.datadir),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "--encoding=UTF8",
+                "--locale=C",
+                "--no-sync",
             ),
             "initdb",
         )
@@ -133,8 +140,17 @@ class PostgresServer:
         )
         self._check(
             self._run(
-                "pg_ctl", "-D", str(self.datadir), "-l", str(self.logfile), "-o", options,
-                "-w", "-t", "60", "start",
+                "pg_ctl",
+                "-D",
+                str(self.datadir),
+                "-l",
+                str(self.logfile),
+                "-o",
+                options,
+                "-w",
+                "-t",
+                "60",
+                "start",
             ),
             "pg_ctl start",
         )

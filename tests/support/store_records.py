@@ -112,7 +112,9 @@ TASK_SPEC = {
 
 
 def pool_spec(pool_id: str, **extra: object) -> BatchPoolCreateOptions:
-    return BatchPoolCreateOptions.model_validate({"id": pool_id, "vmSize": "standard_d2s_v3", **extra})
+    return BatchPoolCreateOptions.model_validate(
+        {"id": pool_id, "vmSize": "standard_d2s_v3", **extra}
+    )
 
 
 def job_spec(job_id: str, pool_id: str = "p", **extra: object) -> BatchJobCreateOptions:
@@ -145,7 +147,11 @@ def task(job_id: str, task_id: str, seq: int = 0, **fields: object) -> TaskRecor
     values: dict[str, object] = {"creation_time": T0 + timedelta(seconds=seq)}
     values.update(fields)
     return TaskRecord(
-        job_id=job_id, id=task_id, spec=task_spec(task_id), seq=seq, **values  # type: ignore[arg-type]
+        job_id=job_id,
+        id=task_id,
+        spec=task_spec(task_id),
+        seq=seq,
+        **values,  # type: ignore[arg-type]
     )
 
 
@@ -163,7 +169,10 @@ def full_pool() -> PoolRecord:
         resize_timeout_s=123.5,
         resize_started=at(3),
         node_deallocation_option="taskcompletion",
-        resize_errors=[ResizeErrorRecord("AllocationFailed", "no capacity"), ResizeErrorRecord("X", "y")],
+        resize_errors=[
+            ResizeErrorRecord("AllocationFailed", "no capacity"),
+            ResizeErrorRecord("X", "y"),
+        ],
         task_slots_per_node=4,
         node_fill_type="pack",
         last_modified=at(4),

@@ -56,7 +56,9 @@ class MemoryStore:
             for node_key in changes.deleted_nodes:
                 self._nodes.pop(node_key.lower(), None)
             for pool_key in map(str.lower, changes.deleted_pools):
-                for node_key in [k for k, (c, _) in self._nodes.items() if c["pool_key"] == pool_key]:
+                for node_key in [
+                    k for k, (c, _) in self._nodes.items() if c["pool_key"] == pool_key
+                ]:
                     del self._nodes[node_key]
                 self._pools.pop(pool_key, None)
             for row in pools:

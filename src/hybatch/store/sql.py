@@ -20,7 +20,7 @@ from hybatch.ports import Changes, ListQuery, Page
 from hybatch.store import codec, tables
 from hybatch.store.codec import Resource, Row
 from hybatch.store.dialects import BulkUpsert, dialect_for
-from hybatch.store.filters import AllOf, AnyOf, Cmp, Cond, translate
+from hybatch.store.filters import AllOf, Cmp, Cond, translate
 from hybatch.store.paging import fill_page
 
 R = TypeVar("R")
@@ -149,7 +149,9 @@ class SqlStore:
             value = conn.execute(sa.select(s.c.value).where(s.c.name == name)).scalar()
         return None if value is None else str(value)
 
-    def _get(self, resource: Resource[R], table: sa.Table, where: sa.ColumnElement[bool]) -> R | None:
+    def _get(
+        self, resource: Resource[R], table: sa.Table, where: sa.ColumnElement[bool]
+    ) -> R | None:
         with self._read() as conn:
             data = conn.execute(sa.select(table.c.data).where(where)).scalar()
         return None if data is None else resource.from_data(data)

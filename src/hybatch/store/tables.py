@@ -95,7 +95,11 @@ sa.Index(None, tasks.c.job_key, tasks.c.state, tasks.c.task_key)
 UNFINISHED = tasks.c.state != sa.literal_column("'completed'")
 """The partial index's predicate, spelled the same in queries so planners can use it."""
 sa.Index(
-    "ix_tasks_unfinished", tasks.c.job_key, tasks.c.seq, tasks.c.task_key, **partial_index(UNFINISHED)
+    "ix_tasks_unfinished",
+    tasks.c.job_key,
+    tasks.c.seq,
+    tasks.c.task_key,
+    **partial_index(UNFINISHED),
 )
 
 settings = sa.Table(
