@@ -36,10 +36,12 @@ def thread_pool_rate(n: int, slots: int) -> float:
         return n / (time.perf_counter() - started)
 
 
-def backend_rate(n: int, slots: int, spawn_inline: bool, on_reaper: bool = False) -> float:
+def backend_rate(
+    n: int, slots: int, spawn_inline: bool, on_reaper: bool = False, base: str | None = None
+) -> float:
     """Attempts per second through the backend, keeping ``slots`` attempts in flight."""
     events: queue.SimpleQueue[Event] = queue.SimpleQueue()
-    with tempfile.TemporaryDirectory(prefix="hybatch-bench-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="hybatch-bench-", dir=base) as tmp:
         backend = LocalBackend(
             Path(tmp), "bench", "http://127.0.0.1:0", spawn_inline=spawn_inline,
             spawn_on_reaper=on_reaper,

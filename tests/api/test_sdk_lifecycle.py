@@ -89,7 +89,9 @@ def test_stdout_and_stderr(client: BatchClient, scenario: dict[str, str]) -> Non
     names = {f.name for f in client.list_task_files(scenario["job"], "ok-007")}
     assert {"stdout.txt", "stderr.txt", "wd"} <= names
     props = client.get_task_file_properties(scenario["job"], "ok-007", "stdout.txt")
-    assert props is None or True  # the call itself must succeed (200 with file headers)
+    assert int(props.content_length) == len(out)
+    assert props.is_directory in (False, "false")
+    assert props.url.endswith("/files/stdout.txt")
     ranged = b"".join(client.download_task_file(scenario["job"], "ok-007", "stdout.txt",
                                                 ocp_range="bytes=4-9"))
     assert ranged == b"ok-007"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import signal
 from pathlib import Path
 from typing import Annotated
 
@@ -27,18 +28,21 @@ def serve(
     """Run the Batch service until interrupted (SIGINT/SIGTERM stop it cleanly)."""
     import uvicorn
 
-    from hybatch.runtime.compose import build_server
+    from hybatch.composition import build_server
     from hybatch.settings import Settings
 
     logging.basicConfig(level=log_level.upper())
     settings = Settings(host=host, port=port, data_dir=data_dir.absolute(),
                         database_url=database_url)
     server = build_server(settings)
-    console.print(f"[bold]hybatch[/bold] serving the Azure Batch API")
-    console.print(f"  endpoint: {settings.resolved_public_url()}")
-    console.print(f"  account:  {server.account.name}")
-    console.print(f"  key:      {server.account.key}")
-    console.print(f"  data:     {settings.data_dir}", highlight=False)
+    console.print("[bold]hybatch[/bold] serving the Azure Batch API")
+    for label, value in (("endpoint", settings.resolved_public_url()),
+                         ("account", server.account.name), ("key", server.account.key),
+                         ("data", str(settings.data_dir))):
+        console.print(f"  {label + ':':9} {value}", soft_wrap=True, highlight=False)
+    # uvicorn stops gracefully on SIGINT/SIGTERM and then re-raises the signal with the
+    # handlers it found; a no-op handler lets a clean stop exit with status 0.
+    signal.signal(signal.SIGTERM, lambda *_: None)
     uvicorn.run(server.app, host=host, port=port, log_level=log_level, access_log=False,
                 lifespan="on")
 

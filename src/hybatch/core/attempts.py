@@ -19,12 +19,18 @@ KILL_JOB_TERMINATE = "jobterminate"
 KILL_DELETE = "delete"
 """Task or job delete: the record is gone; the exit report is ignored."""
 
+_PRECEDENCE = {KILL_REQUEUE: 0, KILL_TERMINATE: 1, KILL_JOB_TERMINATE: 2, KILL_DELETE: 3}
+"""A later kill never weakens an earlier one (a node removal must not requeue a task the user
+terminated, nor resurrect one of a job being deleted)."""
+
 
 def kill_attempt(ctx: Ctx, task: TaskRecord, reason: str) -> None:
     """Ask the node to kill the task's running attempt for ``reason``."""
     if task.state not in ("running", "preparing") or task.node_id is None:
         return
-    task.kill_requested = reason
+    pending = task.kill_requested
+    if pending is None or _PRECEDENCE[reason] >= _PRECEDENCE[pending]:
+        task.kill_requested = reason
     ctx.state.touch(task, ctx.now)
     ctx.effects.append(KillTask(pool_id=task.pool_id or "", node_id=task.node_id,
                                 job_id=task.job_id, task_id=task.id, attempt=task.attempt))

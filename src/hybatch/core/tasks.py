@@ -318,6 +318,8 @@ def _back_to_active(ctx: Ctx, job: JobRecord, task: TaskRecord) -> None:
     set_task_state(ctx, job, task, "active")
     if job.state == "active":
         make_ready(ctx, job, task)
+    else:
+        job_rules.on_task_completed(ctx, job)  # a terminating/deleting job may now settle
 
 
 def _complete(ctx: Ctx, job: JobRecord, task: TaskRecord, result: str,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import uvicorn
 
-from hybatch.runtime.compose import Server, build_server
+from hybatch.composition import Server, build_server
 from hybatch.settings import Settings
 
 

@@ -42,7 +42,8 @@ def main() -> None:
     amp = amplitude(args.damping)
     args.out.mkdir(parents=True, exist_ok=True)
     record = {"damping": args.damping, "amplitude": amp,
-              "node": os.environ.get("AZ_BATCH_NODE_ID"), "task": os.environ.get("AZ_BATCH_TASK_ID")}
+              "node": os.environ.get("AZ_BATCH_NODE_ID"),
+              "task": os.environ.get("AZ_BATCH_TASK_ID")}
     (args.out / f"point-{args.damping:.4f}.json").write_text(json.dumps(record))
     print(f"damping={args.damping:.4f} amplitude={amp:.4f}")
 

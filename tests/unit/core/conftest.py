@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from core_sim import Sim
+
+from tests.unit.core.core_sim import Sim
 
 
 @pytest.fixture

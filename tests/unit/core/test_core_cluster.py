@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import copy
 
-from core_sim import SeqIds, Sim, job_spec, task_spec
-
 from hybatch.core.commands import CreateJob, DeleteJob, DeleteTask, ReactivateTask
 from hybatch.core.machine import BatchCore
 from hybatch.core.records import task_key
+from tests.unit.core.core_sim import SeqIds, Sim, job_spec, task_spec
 
 
 def test_changes_hold_touched_records_and_reset(sim: Sim) -> None:

@@ -4,7 +4,6 @@ onAllTasksComplete and counters."""
 from __future__ import annotations
 
 import pytest
-from core_sim import Sim, job_spec, task_spec
 
 from hybatch.core.commands import (
     AddTasks,
@@ -19,6 +18,7 @@ from hybatch.core.commands import (
 )
 from hybatch.core.effects import DeleteTaskFiles, KillTask
 from hybatch.core.events import NodeLost, TaskLost
+from tests.unit.core.core_sim import Sim, job_spec, task_spec
 
 TERMINATE_JOB = job_spec(onAllTasksComplete="TerminateJob").on_all_tasks_complete
 """The parsed enum value the HTTP layer hands over (input spelling is case-insensitive)."""

@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from core_sim import Sim, pool_spec, task_spec
 
 from hybatch.core.commands import (
     CreatePool,
@@ -17,6 +16,7 @@ from hybatch.core.commands import (
 )
 from hybatch.core.effects import KillTask, ProvisionNode, ReleaseNode
 from hybatch.core.events import NodeLost, NodeReady, NodeReleased, Tick
+from tests.unit.core.core_sim import Sim, pool_spec, task_spec
 
 
 def resize(pool_id: str = "p", dedicated: int | None = None, low: int | None = None,

@@ -6,9 +6,14 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from core_sim import BASE_URL, Sim, task_spec
 
-from hybatch.core.commands import DeletePool, ResizePool, StopPoolResize, TerminateJob
+from hybatch.core.commands import (
+    DeletePool,
+    ResizePool,
+    StopPoolResize,
+    TerminateJob,
+    TerminateTask,
+)
 from hybatch.core.present import (
     UNLIMITED,
     duration,
@@ -28,6 +33,7 @@ from hybatch.schema import (
     BatchTask,
     BatchTaskCountsResult,
 )
+from tests.unit.core.core_sim import BASE_URL, T0, Sim, task_spec
 
 ENUM_FIELDS = ("state", "allocationState", "previousState", "schedulingState", "result",
                "category", "onAllTasksComplete", "onTaskFailure", "nodeFillType")
@@ -62,7 +68,6 @@ def test_duration_and_iso_formats() -> None:
     assert duration(90.5) == "PT1M30.5S"
     assert duration(86400 + 3661) == "P1DT1H1M1S"
     assert iso(None) is None
-    from core_sim import T0
     assert iso(T0) == "2024-01-01T12:00:00.000000Z"
 
 
@@ -176,7 +181,6 @@ def test_task_validates_in_every_state(sim: Sim, path: str) -> None:
     elif path == "retried":
         sim.exit("j", "t1", 7)
     elif path == "terminated":
-        from hybatch.core.commands import TerminateTask
         sim.send(TerminateTask("j", "t1"))
         sim.exit_killed()
     task = sim.task("j", "t1")

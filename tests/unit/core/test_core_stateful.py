@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from core_sim import Sim, job_spec, pool_spec, snapshot, task_spec
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -49,6 +48,7 @@ from hybatch.core.events import (
 )
 from hybatch.core.machine import Message
 from hybatch.core.records import FailureInfoRecord, TaskRecord
+from tests.unit.core.core_sim import Sim, job_spec, pool_spec, snapshot, task_spec
 
 # mostly the ids the initial pool and job use, so random steps meet running work
 POOL_IDS = st.sampled_from(["p0", "p0", "P0", "p1"])
@@ -221,21 +221,29 @@ class CoreMachine(RuleBasedStateMachine):
             assert len(result) == len(bodies)
             assert all(isinstance(r, TaskRecord | DomainError) for r in result)
 
-    @rule(jid=JOB_IDS, tid=TASK_IDS)
-    def terminate_task(self, jid: str, tid: str) -> None:
-        self.apply(TerminateTask(jid, tid))
+    def _pick_task(self, data: st.DataObject) -> tuple[str, str]:
+        """Mostly a task that exists (in memory or stored), sometimes any id pair."""
+        known = sorted({(t.job_id, t.id) for t in self.core.state.tasks.values()}
+                       | {(t.job_id, t.id) for t in self.sim.store.values()})
+        if known and data.draw(st.integers(0, 4)) > 0:
+            return data.draw(st.sampled_from(known))
+        return data.draw(JOB_IDS), data.draw(TASK_IDS)
 
-    @rule(jid=JOB_IDS, tid=TASK_IDS)
-    def reactivate_task(self, jid: str, tid: str) -> None:
-        self.apply(ReactivateTask(jid, tid))
+    @rule(data=st.data())
+    def terminate_task(self, data: st.DataObject) -> None:
+        self.apply(TerminateTask(*self._pick_task(data)))
 
-    @rule(jid=JOB_IDS, tid=TASK_IDS)
-    def delete_task(self, jid: str, tid: str) -> None:
-        self.apply(DeleteTask(jid, tid))
+    @rule(data=st.data())
+    def reactivate_task(self, data: st.DataObject) -> None:
+        self.apply(ReactivateTask(*self._pick_task(data)))
 
-    @rule(jid=JOB_IDS, tid=TASK_IDS, retries=st.integers(-2, 2))
-    def update_constraints(self, jid: str, tid: str, retries: int) -> None:
-        self.apply(UpdateTaskConstraints(jid, tid, None, None, retries))
+    @rule(data=st.data())
+    def delete_task(self, data: st.DataObject) -> None:
+        self.apply(DeleteTask(*self._pick_task(data)))
+
+    @rule(data=st.data(), retries=st.integers(-2, 2))
+    def update_constraints(self, data: st.DataObject, retries: int) -> None:
+        self.apply(UpdateTaskConstraints(*self._pick_task(data), None, None, retries))
 
     # -------------------------------------------------------------- task events
 

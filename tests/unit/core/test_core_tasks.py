@@ -6,7 +6,6 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from core_sim import Sim, task_spec
 
 from hybatch.core.commands import (
     AddTasks,
@@ -21,6 +20,7 @@ from hybatch.core.effects import DeleteTaskFiles, KillTask
 from hybatch.core.errors import DomainError
 from hybatch.core.events import NodeLost, TaskExited, TaskLost, Tick
 from hybatch.core.records import FailureInfoRecord, TaskRecord
+from tests.unit.core.core_sim import Sim, task_spec
 
 
 def zero_counts(**overrides: int) -> dict[str, int]:
