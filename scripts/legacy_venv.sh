@@ -5,8 +5,10 @@
 #     scripts/legacy_venv.sh [DIR]        # DIR defaults to .venv-legacy in the repository root
 #
 # Idempotent: when DIR/bin/python already imports azure.batch 14.2.0 nothing is done. Installs
-# with the repository's uv (.venv/bin/uv) when there is one, else with the venv's own pip.
-# Prints what it did; the last line is the venv's python.
+# with the repository's uv (.venv/bin/uv, else one on PATH) when there is one, falling back to
+# the venv's own pip (set LEGACY_VENV_NO_UV=1 to use pip only). LEGACY_VENV_PYTHON picks the
+# interpreter the venv is made from (default python3). Prints what it did; the last line of
+# its standard output is the venv's python.
 set -euo pipefail
 
 WANT_VERSION="14.2.0"
@@ -37,9 +39,12 @@ if [ "$(installed_version)" = "$WANT_VERSION" ]; then
 fi
 
 start=$(date +%s)
-UV="$REPO_ROOT/.venv/bin/uv"
-if [ ! -x "$UV" ]; then
-    UV=$(command -v uv || true)
+UV=""
+if [ -z "${LEGACY_VENV_NO_UV:-}" ]; then
+    UV="$REPO_ROOT/.venv/bin/uv"
+    if [ ! -x "$UV" ]; then
+        UV=$(command -v uv || true)
+    fi
 fi
 
 if [ -x "$VENV_PY" ] && "$VENV_PY" -c 'import sys' >/dev/null 2>&1; then
@@ -54,12 +59,22 @@ else
 fi
 
 PACKAGES=("azure-batch==$WANT_VERSION")
+pip_install() {
+    if ! "$VENV_PY" -m pip --version >/dev/null 2>&1; then
+        "$VENV_PY" -m ensurepip --upgrade >/dev/null
+    fi
+    "$VENV_PY" -m pip install --quiet "${PACKAGES[@]}"
+}
+
 if [ -n "$UV" ]; then
     echo "legacy_venv: installing ${PACKAGES[*]} (and its dependencies) with $UV"
-    "$UV" pip install --quiet --python "$VENV_PY" "${PACKAGES[@]}"
+    if ! "$UV" pip install --quiet --python "$VENV_PY" "${PACKAGES[@]}"; then
+        echo "legacy_venv: uv failed; retrying with pip"
+        pip_install
+    fi
 else
     echo "legacy_venv: installing ${PACKAGES[*]} (and its dependencies) with pip"
-    "$VENV_PY" -m pip install --quiet "${PACKAGES[@]}"
+    pip_install
 fi
 
 got=$(installed_version)

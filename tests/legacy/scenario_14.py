@@ -36,6 +36,7 @@ from azure.batch.batch_auth import SharedKeyCredentials
 T = TypeVar("T")
 
 EXPECTED_SDK_VERSION = "14.2.0"
+EXPECTED_API_VERSION = "2024-02-01.19.0"  # what 14.2 sends as api-version
 VM_SIZE = "standard_d2s_v3"
 NODES = 2
 SLOTS_PER_NODE = 2
@@ -218,6 +219,7 @@ class Scenario:
     def run(self) -> None:
         checks = self.checks
         checks.equal(azure.batch.__version__, EXPECTED_SDK_VERSION, "azure-batch version")
+        checks.equal(self.client.api_version, EXPECTED_API_VERSION, "client api-version")
         self.create_pool()
         self.wait_for_idle_nodes()
         self.create_job()

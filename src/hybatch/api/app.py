@@ -102,7 +102,8 @@ def build_routes() -> list[Route]:
     routes: list[Route] = []
     # literal segments before parameters so /pools/{id}/nodes does not match a file route
     for path in sorted(by_path, key=lambda p: (p.count("{"), -len(p))):
-        for method, endpoint in by_path[path].items():
+        # HEAD first: a GET route answers HEAD too, but the spec gives HEAD its own operation
+        for method, endpoint in sorted(by_path[path].items(), key=lambda kv: kv[0] != "HEAD"):
             routes.append(Route(path, endpoint, methods=[method]))
     return routes
 

@@ -351,6 +351,9 @@ def terminate_task(ctx: Ctx, cmd: TerminateTask) -> TaskRecord:
     if task.state == "completed":
         raise conflict("TaskCompleted", "The specified task is already completed.")
     if task.state == "active":
+        ready = ctx.state.ready.get(job.key)
+        if ready is not None and task.key in ready:
+            ready.remove(task.key)  # a reactivate must not find it queued twice
         _complete(ctx, job, task, "failure", FailureInfoRecord(
             category="usererror", code="TaskEnded", message="The task was terminated."))
     else:

@@ -307,6 +307,9 @@ class Resource(Generic[R]):
     def from_data(self, data: Mapping[str, Any]) -> R:
         return self.record.decode(data)
 
+    def from_json(self, text: str | bytes) -> R:
+        return self.record.decode(loads(text))
+
 
 def _t(column: str) -> FilterField:
     return FilterField(column, "time")

@@ -84,7 +84,7 @@ class MemoryStore:
 
     @staticmethod
     def _decode(resource: Resource[R], text: str) -> R:
-        return resource.from_data(codec.loads(text))
+        return resource.from_json(text)
 
     def _get(self, resource: Resource[R], rows: _Rows, key: str) -> R | None:
         with self._lock:

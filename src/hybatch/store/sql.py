@@ -38,6 +38,12 @@ _COMPARE: dict[str, Callable[[Any, Any], sa.ColumnElement[bool]]] = {
 }
 
 
+def _json(table: sa.Table) -> sa.ColumnElement[str]:
+    """The record column as text: parsing it ourselves is several times faster than letting
+    the driver build the objects (psycopg parses ``json`` columns row by row)."""
+    return sa.cast(table.c.data, sa.Text).label("data")
+
+
 def _where(cond: Cond, table: sa.Table) -> sa.ColumnElement[bool]:
     if isinstance(cond, Cmp):
         return _COMPARE[cond.op](table.c[cond.column], cond.value)
@@ -153,8 +159,8 @@ class SqlStore:
         self, resource: Resource[R], table: sa.Table, where: sa.ColumnElement[bool]
     ) -> R | None:
         with self._read() as conn:
-            data = conn.execute(sa.select(table.c.data).where(where)).scalar()
-        return None if data is None else resource.from_data(data)
+            text = conn.execute(sa.select(_json(table)).where(where)).scalar()
+        return None if text is None else resource.from_json(text)
 
     def get_pool(self, pool_key: str) -> PoolRecord | None:
         t = tables.pools
@@ -181,34 +187,34 @@ class SqlStore:
         found: dict[str, Any] = {}
         with self._read() as conn:
             for start in range(0, len(wanted), _IN_CHUNK):
-                stmt = sa.select(t.c.task_key, t.c.data).where(
+                stmt = sa.select(t.c.task_key, _json(t)).where(
                     (t.c.job_key == job_key.lower())
                     & t.c.task_key.in_(wanted[start : start + _IN_CHUNK])
                 )
                 found.update((k, d) for k, d in conn.execute(stmt))
-        return [codec.TASKS.from_data(found[k]) for k in wanted if k in found]
+        return [codec.TASKS.from_json(found[k]) for k in wanted if k in found]
 
     def _load(self, resource: Resource[R], stmt: sa.Select[Any]) -> list[R]:
         with self._read() as conn:
-            return [resource.from_data(data) for data in conn.execute(stmt).scalars()]
+            return [resource.from_json(text) for text in conn.execute(stmt).scalars()]
 
     def load_pools(self) -> list[PoolRecord]:
         t = tables.pools
-        return self._load(codec.POOLS, sa.select(t.c.data).order_by(t.c.pool_key))
+        return self._load(codec.POOLS, sa.select(_json(t)).order_by(t.c.pool_key))
 
     def load_nodes(self) -> list[NodeRecord]:
         t = tables.nodes
-        return self._load(codec.NODES, sa.select(t.c.data).order_by(t.c.node_key))
+        return self._load(codec.NODES, sa.select(_json(t)).order_by(t.c.node_key))
 
     def load_jobs(self) -> list[JobRecord]:
         t = tables.jobs
-        return self._load(codec.JOBS, sa.select(t.c.data).order_by(t.c.job_key))
+        return self._load(codec.JOBS, sa.select(_json(t)).order_by(t.c.job_key))
 
     def load_unfinished_tasks(self) -> list[TaskRecord]:
         """Tasks not completed, by job key then creation order (read via the partial index)."""
         t = tables.tasks
         stmt = (
-            sa.select(t.c.data)
+            sa.select(_json(t))
             .where(tables.UNFINISHED)
             .order_by(t.c.job_key, t.c.seq, t.c.task_key)
         )
@@ -222,7 +228,7 @@ class SqlStore:
         query: ListQuery[R],
     ) -> Page[R]:
         key = table.c[resource.key_column]
-        base = sa.select(key, table.c.data)
+        base = sa.select(key, _json(table))
         if parent is not None:
             base = base.where(parent)
         cond = translate(query.filter, resource.filters)
@@ -237,7 +243,7 @@ class SqlStore:
                 return [(k, d) for k, d in conn.execute(stmt.limit(limit))]
 
             return fill_page(
-                fetch, resource.from_data, query.predicate, query.max_results, query.after
+                fetch, resource.from_json, query.predicate, query.max_results, query.after
             )
 
     def list_pools(self, query: ListQuery[PoolRecord]) -> Page[PoolRecord]:
