@@ -48,8 +48,9 @@ SLOTS = 2
 """Task slots on the pool's single node, and threads in the peer: the same parallelism."""
 TASK_COMMAND = "/bin/true"
 STAMP_COMMAND = "/bin/date +%s%N"
-"""Run without a shell (Batch splits a command line, it does not interpret it): the stamp
-is taken by ``date`` itself, one exec after the process starts."""
+"""Run without a shell (Batch splits a command line, it does not interpret it): the task
+process is ``date`` itself, so the stamp is its start plus ``date``'s own startup, which
+``local_exec_to_stamp_ms`` bounds from above."""
 ACCOUNT = "benchacct"
 API_VERSION = "2025-06-01"
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "throughput.json"
@@ -58,6 +59,17 @@ CLOCK_NOTE = (
     "via time.time_ns(), the server via datetime.now(UTC) (microsecond resolution), the task "
     "via date +%s%N"
 )
+
+LATENCY_DEFINITIONS = {
+    "submit_to_server_start_ms": "client clock just before create_task -> the task's "
+    "executionInfo.startTime (set by the server's writer when it places the task)",
+    "submit_to_process_stamp_ms": "client clock just before create_task -> the stamp the "
+    "task process printed (the process is running)",
+    "server_start_to_process_stamp_ms": "executionInfo.startTime -> the process stamp",
+    "create_task_call_ms": "round trip of the create_task call as the client saw it",
+    "local_exec_to_stamp_ms": "this client spawning the same command itself: clock just "
+    "before subprocess.run -> the stamp (the floor for exec plus date's startup)",
+}
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -396,6 +408,7 @@ def measure_latency(
         "warmup_samples_discarded": 1,
         "stamp_command": STAMP_COMMAND,
         "clock": CLOCK_NOTE,
+        "definitions": LATENCY_DEFINITIONS,
         "submit_to_server_start_ms": summary_ms(to_server_start),
         "submit_to_process_stamp_ms": summary_ms(to_process),
         "server_start_to_process_stamp_ms": summary_ms(server_to_process),
@@ -416,6 +429,25 @@ def delete_all(client: BatchClient, pool_id: str, job_ids: list[str]) -> None:
 
 
 # ---------------------------------------------------------------------------- main
+
+
+def filesystem_of(path: Path) -> dict[str, str] | None:
+    """The mount (from /proc/mounts) holding ``path``: task directories are created there."""
+    best: dict[str, str] | None = None
+    try:
+        lines = Path("/proc/mounts").read_text().splitlines()
+    except OSError:
+        return None
+    resolved = str(path.resolve())
+    for line in lines:
+        fields = line.split()
+        if len(fields) < 3:
+            continue
+        mount = fields[1]
+        inside = resolved == mount or resolved.startswith(mount.rstrip("/") + "/")
+        if inside and (best is None or len(mount) > len(best["mount"])):
+            best = {"path": resolved, "mount": mount, "type": fields[2]}
+    return best
 
 
 def machine_info() -> dict[str, Any]:
@@ -446,7 +478,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     peer_before = raw_spawn_rate(args.tasks, SLOTS)
     local_stamps = local_stamp_delays(args.latency_samples)
     phase("raw_spawn_and_local_stamps")
-    tmp = tempfile.TemporaryDirectory(prefix="hybatch-bench-", ignore_cleanup_errors=True)
+    tmp = tempfile.TemporaryDirectory(
+        prefix="hybatch-bench-", dir=args.data_root, ignore_cleanup_errors=True
+    )
+    info["data_dir_filesystem"] = filesystem_of(Path(tmp.name))
     with tmp, Service(Path(tmp.name)) as service:
         assert service.proc is not None
         phase("server_start")
@@ -546,6 +581,14 @@ def main() -> None:
         default=120.0,
         metavar="S",
         help="deadline for each wait (default 120)",
+    )
+    parser.add_argument(
+        "--data-root",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="where the server's temporary data directory goes (default: the system temp "
+        "directory); task directories are created there, so its filesystem matters",
     )
     parser.add_argument(
         "--py-spy",

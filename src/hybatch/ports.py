@@ -55,6 +55,10 @@ class Changes:
                     or self.deleted_nodes or self.deleted_jobs or self.deleted_tasks)
 
 
+class InvalidContinuationToken(ValueError):
+    """A ``$skiptoken`` the store did not issue (or can no longer read)."""
+
+
 @dataclass(frozen=True, slots=True)
 class ListQuery(Generic[T]):
     """One page request. ``filter`` is translated to SQL where the store can; ``predicate`` (if

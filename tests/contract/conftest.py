@@ -8,7 +8,6 @@ cannot be started, the PostgreSQL tests fail with the reason; they are never ski
 from __future__ import annotations
 
 import itertools
-import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,12 +15,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/ -> `support` package
-
-from support.postgres import PostgresServer, PostgresUnavailable, start_postgres
-
 from hybatch.ports import Store
 from hybatch.store import MemoryStore, SqlStore
+from tests.support.postgres import PostgresServer, PostgresUnavailable, start_postgres
 
 _database_ids = itertools.count()
 

@@ -4,86 +4,21 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import typing
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Table
-from support.store_records import JOB_SPEC, POOL_SPEC, TASK_SPEC, job_spec, pool_spec, task_spec
 
 from hybatch.core.records import JobRecord, NodeRecord, PoolRecord, TaskRecord
 from hybatch.odata.ast import And, Compare, Field, Literal, Not, Or, StartsWith
-from hybatch.schema import BatchJobCreateOptions, BatchPoolCreateOptions, BatchTaskCreateOptions
+from hybatch.schema import BatchPoolCreateOptions
 from hybatch.store import codec, tables
 from hybatch.store.filters import AllOf, AnyOf, Cmp, matches, prefix_successor, translate
 from hybatch.store.paging import decode_token, encode_token
-
-# ------------------------------------------------------------------------- strategies
-
-_text = st.text(st.characters(codec="utf-8", exclude_characters="\x00"), max_size=12)
-_ints = st.integers(-(2**63), 2**63 - 1)
-_zones = st.sampled_from(
-    [UTC, timezone(timedelta(hours=5, minutes=30)), timezone(timedelta(hours=-8)), None]
-)
-_datetimes = st.datetimes(timezones=_zones)
-_floats = st.floats(allow_nan=False)  # +-inf and -0.0 included
-
-_SPECS: dict[type, st.SearchStrategy[Any]] = {
-    BatchPoolCreateOptions: st.one_of(
-        st.just(BatchPoolCreateOptions.model_validate(POOL_SPEC)),
-        _text.map(lambda s: pool_spec("p", displayName=s)),
-    ),
-    BatchJobCreateOptions: st.one_of(
-        st.just(BatchJobCreateOptions.model_validate(JOB_SPEC)),
-        st.builds(
-            lambda s, n: job_spec("j", priority=n, displayName=s), _text, st.integers(-1000, 1000)
-        ),
-    ),
-    BatchTaskCreateOptions: st.one_of(
-        st.just(BatchTaskCreateOptions.model_validate(TASK_SPEC)),
-        st.builds(
-            lambda cmd, pw: task_spec(
-                "t",
-                commandLine=cmd or "x",
-                containerSettings={"imageName": "i", "registry": {"username": "u", "password": pw}},
-            ),
-            _text,
-            _text,
-        ),
-    ),
-}
-
-
-def strategy_for(tp: Any) -> st.SearchStrategy[Any]:
-    """A strategy for every field of the record dataclasses, from their type hints."""
-    origin, args = typing.get_origin(tp), typing.get_args(tp)
-    if type(None) in args:
-        (inner,) = [a for a in args if a is not type(None)]
-        return st.none() | strategy_for(inner)
-    if origin is list:
-        return st.lists(strategy_for(args[0]), max_size=3)
-    if origin is tuple:
-        return st.tuples(*(strategy_for(a) for a in args))
-    if tp in _SPECS:
-        return _SPECS[tp]
-    if dataclasses.is_dataclass(tp):
-        return records(tp)  # type: ignore[arg-type]
-    simple: dict[Any, st.SearchStrategy[Any]] = {
-        str: _text,
-        int: _ints,
-        float: _floats,
-        bool: st.booleans(),
-        datetime: _datetimes,
-    }
-    return simple[tp]
-
-
-def records(cls: type) -> st.SearchStrategy[Any]:
-    hints = typing.get_type_hints(cls)
-    return st.builds(cls, **{f.name: strategy_for(hints[f.name]) for f in dataclasses.fields(cls)})
-
+from tests.support.store_records import POOL_SPEC, task_spec
+from tests.support.store_strategies import records
 
 RESOURCES: list[tuple[type, codec.Resource[Any], Table]] = [
     (PoolRecord, codec.POOLS, tables.pools),

@@ -9,7 +9,14 @@ from dataclasses import replace
 from datetime import timedelta
 
 import pytest
-from support.store_records import (
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from hybatch.core.records import JobRecord, NodeRecord, PoolRecord, TaskRecord
+from hybatch.odata.ast import And, Compare, Field, Literal, Not, Or, StartsWith
+from hybatch.ports import Changes, ListQuery, Page, Store
+from hybatch.store import InvalidToken
+from tests.support.store_records import (
     T0,
     full_job,
     full_node,
@@ -20,11 +27,7 @@ from support.store_records import (
     pool,
     task,
 )
-
-from hybatch.core.records import TaskRecord
-from hybatch.odata.ast import And, Compare, Field, Literal, Not, Or, StartsWith
-from hybatch.ports import Changes, ListQuery, Page, Store
-from hybatch.store import InvalidToken
+from tests.support.store_strategies import records
 
 from .conftest import Backend
 
@@ -153,6 +156,25 @@ def test_upsert_replaces_and_last_record_of_a_turn_wins(store: Store) -> None:
 def test_empty_changes_are_a_no_op(store: Store) -> None:
     store.apply(Changes())
     assert store.load_jobs() == []
+
+
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(data=st.data())
+def test_generated_records_round_trip(store: Store, data: st.DataObject) -> None:
+    """Hypothesis-generated records (every field random) come back equal from the store."""
+    p = data.draw(records(PoolRecord))
+    n = data.draw(records(NodeRecord))
+    j = data.draw(records(JobRecord))
+    t = data.draw(records(TaskRecord))
+    store.apply(Changes(pools=[p], nodes=[n], jobs=[j], tasks=[t]))
+    assert store.get_pool(p.id.lower()) == p
+    assert store.get_node(n.id.lower()) == n
+    assert store.get_job(j.id.lower()) == j
+    assert store.get_task(t.job_id.lower(), t.id.lower()) == t
 
 
 # ------------------------------------------------------------------------- deletes

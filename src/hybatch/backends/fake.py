@@ -64,7 +64,7 @@ class FakeNodeFiles:
         prefix = f"{base}/" if base else ""
         names = {p for p in (*self.files, *self._dirs()) if p.startswith(prefix) and p != base}
         if not recursive:
-            names = {n for n in names if "/" not in n[len(prefix):]}
+            names = {n for n in names if "/" not in n[len(prefix) :]}
         return [self._info(n) for n in sorted(names)]
 
     def stat(self, path: str) -> FileInfo:

@@ -134,8 +134,15 @@ class ClusterState:
         self.touch(task, now)
 
     def adopt_task(self, task: TaskRecord) -> None:
-        """Hold a stored (completed) task for this turn so a command can act on it."""
-        self.tasks.setdefault(task.key, task)
+        """Hold a stored (completed) task for this turn so a command can act on it.
+
+        Memory holds every unfinished task, so only completed ones are taken; nor one deleted
+        earlier in this turn (the store still has the old row until the turn commits)."""
+        key = task.key
+        if (task.state != "completed" or key in self.changes.deleted_tasks
+                or key[0] in self.changes.deleted_jobs):
+            return
+        self.tasks.setdefault(key, task)
 
     def drop_task(self, task: TaskRecord) -> None:
         key = task.key

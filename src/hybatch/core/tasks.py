@@ -314,6 +314,15 @@ def requeue_lost(ctx: Ctx, task: TaskRecord) -> None:
     _back_to_active(ctx, job, task)
 
 
+def _unqueue(ctx: Ctx, job: JobRecord, task: TaskRecord) -> None:
+    """Take an active task out of its job's queue; the tasks behind it may now fit."""
+    ready = ctx.state.ready.get(job.key)
+    if ready is not None and task.key in ready:
+        ready.remove(task.key)  # a reactivate must not find it queued twice
+    if job.pool_id:
+        ctx.state.pools_to_place.add(job.pool_id.lower())
+
+
 def _back_to_active(ctx: Ctx, job: JobRecord, task: TaskRecord) -> None:
     set_task_state(ctx, job, task, "active")
     if job.state == "active":
@@ -351,9 +360,7 @@ def terminate_task(ctx: Ctx, cmd: TerminateTask) -> TaskRecord:
     if task.state == "completed":
         raise conflict("TaskCompleted", "The specified task is already completed.")
     if task.state == "active":
-        ready = ctx.state.ready.get(job.key)
-        if ready is not None and task.key in ready:
-            ready.remove(task.key)  # a reactivate must not find it queued twice
+        _unqueue(ctx, job, task)
         _complete(ctx, job, task, "failure", FailureInfoRecord(
             category="usererror", code="TaskEnded", message="The task was terminated."))
     else:
@@ -409,6 +416,8 @@ def remove_task(ctx: Ctx, job: JobRecord, task: TaskRecord) -> None:
     if task.node_id is not None:
         ctx.effects.append(DeleteTaskFiles(pool_id=task.pool_id or "", node_id=task.node_id,
                                            job_id=task.job_id, task_id=task.id))
+    if bucket == "active":
+        _unqueue(ctx, job, task)
     ctx.state.drop_task(task)
     ctx.state.touch(job, ctx.now)
     job_rules.on_task_completed(ctx, job)

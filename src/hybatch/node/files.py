@@ -85,9 +85,7 @@ class LocalNodeFiles:
         out.sort(key=lambda info: info.path)
         return out
 
-    def _walk(
-        self, full: str, rel: str, recursive: bool, out: builtins.list[FileInfo]
-    ) -> None:
+    def _walk(self, full: str, rel: str, recursive: bool, out: builtins.list[FileInfo]) -> None:
         try:
             entries = builtins.list(os.scandir(full))
         except (FileNotFoundError, NotADirectoryError):

@@ -26,6 +26,7 @@ import os
 import shlex
 import signal
 import subprocess
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -48,8 +49,9 @@ CODE_EXIT_STATUS_LOST = "ExitStatusUnavailable"
 WALL_CLOCK_MESSAGE = "The task exceeded its maximum wall clock time"
 
 _NOT_FOUND_ERRNOS = frozenset({errno.ENOENT, errno.ENOTDIR, errno.ELOOP, errno.ENAMETOOLONG})
-_NOT_EXECUTABLE_ERRNOS = frozenset({errno.EACCES, errno.ENOEXEC, errno.EISDIR, errno.EPERM,
-                                    errno.E2BIG, errno.ETXTBSY})
+_NOT_EXECUTABLE_ERRNOS = frozenset(
+    {errno.EACCES, errno.ENOEXEC, errno.EISDIR, errno.EPERM, errno.E2BIG, errno.ETXTBSY}
+)
 
 SIGNAL_EXIT_BASE = 128
 """A process killed by signal N reports ``128 + N`` (137 for SIGKILL), as shells and container
@@ -148,36 +150,48 @@ def open_output(path: Path) -> int:
     return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
 
 
+def prepare_task_dir(paths: TaskPaths) -> None:
+    """Create the task directory and ``wd``; on a retry, drop the previous attempt's record.
+
+    Ordered so that a new task costs two mkdirs and nothing else (metadata operations are what
+    a loaded disk makes slow).
+    """
+    try:
+        os.mkdir(paths.task_dir)
+    except FileNotFoundError:
+        os.makedirs(paths.task_dir, exist_ok=True)  # first task of the job on this node
+    except FileExistsError:
+        os.makedirs(paths.wd, exist_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(paths.exit_record)  # must not be mistaken for this attempt's outcome
+        return
+    os.mkdir(paths.wd)
+
+
 def spawn(
     launch: TaskLaunch,
     paths: TaskPaths,
     env: dict[str, str],
     stdin_fd: int,
-    now_monotonic: float,
 ) -> Attempt | LaunchFailed:
     """Start one attempt; never raises for a command that cannot run (that is an outcome).
 
-    ``stdin_fd`` is a long-lived read descriptor on /dev/null shared by all spawns.
-    ``now_monotonic`` anchors the wall-clock deadline at the moment of the spawn.
+    ``stdin_fd`` is a long-lived read descriptor on /dev/null shared by all spawns. The
+    wall-clock deadline counts from the same instant as ``start_time``: the process start.
     """
+    failure: FailureInfoRecord | None = None
     try:
         argv = shlex.split(launch.command_line)
     except ValueError as exc:
-        return LaunchFailed(launch, paths, launch_failure(exc, None))
-    if not argv:
-        return LaunchFailed(
-            launch,
-            paths,
-            FailureInfoRecord(
-                category="usererror",
-                code=CODE_PROGRAM_NOT_FOUND,
-                message="The command line is empty",
-            ),
+        argv, failure = [], launch_failure(exc, None)
+    if not argv and failure is None:
+        failure = FailureInfoRecord(
+            category="usererror", code=CODE_PROGRAM_NOT_FOUND, message="The command line is empty"
         )
     try:
-        paths.create()
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(paths.exit_record)  # a previous attempt's record must not be mistaken
+        prepare_task_dir(paths)  # even for a failed launch: its exit record goes there
+        if failure is not None:
+            return LaunchFailed(launch, paths, failure)
         out_fd = open_output(paths.stdout)
         try:
             err_fd = open_output(paths.stderr)
@@ -195,6 +209,7 @@ def spawn(
             ),
         )
     start_time = utc_now()
+    start_monotonic = time.monotonic()
     try:
         popen = subprocess.Popen(
             argv,
@@ -224,7 +239,7 @@ def spawn(
     # The child is not reaped until we wait on it, so its pid cannot be reused meanwhile.
     pidfd = os.pidfd_open(popen.pid)
     limit = launch.max_wall_clock_s
-    deadline = None if limit is None else now_monotonic + max(limit, 0.0)
+    deadline = None if limit is None else start_monotonic + max(limit, 0.0)
     return Attempt(launch, paths, popen, pidfd, start_time, deadline)
 
 

@@ -60,10 +60,10 @@ def launch_key(launch: TaskLaunch) -> AttemptKey:
 class TaskSupervisor:
     """Runs attempts as process groups and reports each exactly once through ``on_exit``.
 
-    ``launch`` spawns in the calling thread (about 0.1–0.2 ms); ``submit`` hands the spawn to
-    the reaper thread and returns in microseconds. Both are safe from any thread; every
-    outcome, launch failures and cancelled submissions included, is delivered on the reaper
-    thread.
+    ``launch`` spawns in the calling thread (0.1 to 0.2 ms, far more on a loaded disk);
+    ``submit`` hands the spawn to the reaper thread and returns in microseconds. Both are safe
+    from any thread; every outcome, launch failures and cancelled submissions included, is
+    delivered on the reaper thread.
     ``timeout_grace_s`` > 0 sends SIGTERM to a timed-out group first and SIGKILL after the
     grace; 0 kills at once.
     """
@@ -106,7 +106,7 @@ class TaskSupervisor:
     def _spawn(
         self, launch: TaskLaunch, paths: TaskPaths, env: dict[str, str], queued: bool
     ) -> None:
-        outcome = spawn(launch, paths, env, self._stdin_fd, time.monotonic())
+        outcome = spawn(launch, paths, env, self._stdin_fd)
         key = launch_key(launch)
         if isinstance(outcome, LaunchFailed):
             if queued:
@@ -344,4 +344,3 @@ class TaskSupervisor:
             self._on_exit(record)
         except Exception:
             _log.exception("exit callback failed for %s/%s", record.job_id, record.task_id)
-

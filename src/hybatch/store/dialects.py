@@ -144,9 +144,9 @@ class SqliteDialect(SqlDialect):
         dbapi_conn.isolation_level = None
         cur = dbapi_conn.cursor()
         try:
+            cur.execute("PRAGMA busy_timeout=60000")
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA synchronous=NORMAL")
-            cur.execute("PRAGMA busy_timeout=60000")
             cur.execute("PRAGMA cache_size=-65536")
             cur.execute("PRAGMA temp_store=MEMORY")
         finally:

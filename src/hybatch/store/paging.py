@@ -14,7 +14,7 @@ import binascii
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
-from hybatch.ports import Page
+from hybatch.ports import InvalidContinuationToken, Page
 
 R = TypeVar("R")
 D = TypeVar("D")
@@ -27,7 +27,7 @@ Fetch = Callable[[str | None, int], Sequence[tuple[str, D]]]
 order, as (key, raw data) pairs."""
 
 
-class InvalidToken(ValueError):
+class InvalidToken(InvalidContinuationToken):
     """A continuation token this store did not issue (the API answers 400)."""
 
 

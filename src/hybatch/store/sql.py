@@ -78,7 +78,8 @@ class SqlStore:
         self._lock: AbstractContextManager[Any] = (
             threading.RLock() if self._dialect.single_connection else nullcontext()
         )
-        tables.metadata.create_all(self._engine)
+        with self._write() as conn:  # serialised with other writers (SQLite: BEGIN IMMEDIATE)
+            tables.metadata.create_all(conn)
         t = tables
         self._upsert = {
             tb.name: BulkUpsert(self._dialect, self._engine, tb)

@@ -65,7 +65,7 @@ jobs = sa.Table(
     sa.Column("seq", sa.BigInteger, nullable=False),
     sa.Column("state", _KEY, nullable=False),
     sa.Column("pool_key", _KEY, nullable=False),
-    sa.Column("priority", sa.Integer, nullable=False),
+    sa.Column("priority", sa.BigInteger, nullable=False),
     _time("creation_us"),
     _time("state_transition_us"),
     _time("last_modified_us"),

@@ -11,6 +11,7 @@ command that targets them (as ``runtime`` does with ``commands.task_targets``).
 
 from __future__ import annotations
 
+import copy
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -167,8 +168,9 @@ class Sim:
         if isinstance(message, Command):
             for job_id, task_id in task_targets(message):
                 stored = self.store.get(task_key(job_id, task_id))
-                if stored is not None and stored.key not in self.core.state.tasks:
-                    self.core.adopt([stored])
+                if (stored is not None and stored.key not in self.core.state.tasks
+                        and stored.key[0] in self.core.state.jobs):
+                    self.core.adopt([copy.copy(stored)])  # a fresh record, as a store read
 
     def _handle(self, message: Message) -> Any:
         self.adopt_targets(message)
@@ -199,7 +201,7 @@ class Sim:
         for job_key in changes.deleted_jobs:
             for key in [k for k in self.store if k[0] == job_key]:
                 del self.store[key]
-        self.store.update(changes.tasks)
+        self.store.update({k: copy.copy(t) for k, t in changes.tasks.items()})
         assert not any(t.state == "completed" for t in self.core.state.tasks.values())
 
     def fails(self, message: Message, code: str) -> DomainError:

@@ -99,3 +99,37 @@ def test_restore_rebuilds_indexes_from_records(sim: Sim) -> None:
         k: n.running_task_slots for k, n in state.nodes.items()}
     assert fresh.state.running == state.running
     assert list(fresh.state.ready["j"]) == list(state.ready["j"])
+
+
+def test_adopt_takes_only_completed_tasks_not_deleted_this_turn(sim: Sim) -> None:
+    sim.pool(nodes=1)
+    sim.job()
+    sim.tasks("j", "done", "waiting")
+    sim.exit("j", "done", 0)
+    stored = sim.store[("j", "done")]
+    stale_active = copy.copy(sim.task("j", "waiting"))
+    sim.evict = False  # one turn: several commands, then one commit
+    sim.send(DeleteTask("j", "done"))
+    before = sim.counts()
+    sim.core.adopt([copy.copy(stored)])  # the store still has the row this turn
+    assert ("j", "done") not in sim.core.state.tasks
+    sim.fails(DeleteTask("j", "done"), "TaskNotFound")
+    assert sim.counts() == before
+    sim.send(DeleteTask("j", "waiting"))
+    sim.core.adopt([stale_active])  # never resurrect an unfinished task from the store
+    assert ("j", "waiting") not in sim.core.state.tasks
+    sim.check()
+
+
+def test_stored_tasks_of_a_deleted_job_are_not_adopted_by_its_successor(sim: Sim) -> None:
+    sim.pool(nodes=1)
+    sim.job()
+    sim.tasks("j", "t1")
+    sim.exit("j", "t1", 1)
+    stored = sim.store[("j", "t1")]
+    sim.evict = False
+    sim.send(DeleteJob("j"))
+    sim.send(CreateJob(job_spec("j")))
+    sim.core.adopt([copy.copy(stored)])
+    assert sim.core.state.tasks == {}
+    assert sim.counts()["completed"] == 0

@@ -109,6 +109,9 @@ class CoreMachine(RuleBasedStateMachine):
             assert task.attempt == launch.attempt > attempts_before.get(key, 0)
             assert key in node.task_keys
             started[node.key] = started.get(node.key, 0) + task.required_slots
+            cap = job.spec.max_parallel_tasks
+            if cap is not None and cap != -1:
+                assert len(state.running[job.key]) <= cap, f"{job.id} over maxParallelTasks"
         for node_key, slots in started.items():
             node = state.nodes[node_key]
             still_there = sum(state.tasks[k].required_slots for k in node.task_keys
@@ -311,8 +314,12 @@ class CoreMachine(RuleBasedStateMachine):
     @invariant()
     def counters_match_records(self) -> None:
         state = self.core.state
+        # memory holds every unfinished task; the store adds completed ones not deleted since
+        pending = state.changes
         known: dict[tuple[str, str], TaskRecord] = {
-            k: t for k, t in self.sim.store.items() if k[0] in state.jobs}
+            k: t for k, t in self.sim.store.items()
+            if t.state == "completed" and k[0] in state.jobs
+            and k not in pending.deleted_tasks and k[0] not in pending.deleted_jobs}
         known.update(state.tasks)
         for job in state.jobs.values():
             c = job.counts
@@ -330,6 +337,32 @@ class CoreMachine(RuleBasedStateMachine):
             assert c.running_slots == sum(t.required_slots for t in running)
             assert c.completed_slots == sum(t.required_slots for t in done)
             assert c.active_slots == sum(t.required_slots for t in active)
+
+    @invariant()
+    def active_work_is_queued_and_placed(self) -> None:
+        """Every active task of an active job is queued once; no queue head that fits a
+        usable node of its pool is left waiting (placement is work-conserving)."""
+        state = self.core.state
+        for job in state.jobs.values():
+            queue = list(state.ready.get(job.key, ()))
+            if job.state != "active":
+                continue
+            for task in state.tasks_of(job.key):
+                if task.state == "active":
+                    assert queue.count(task.key) == 1, f"{task.key} queued {queue}"
+            pool = state.pools.get(job.pool_id.lower())
+            if pool is None or pool.state != "active":
+                continue
+            cap = job.spec.max_parallel_tasks
+            if cap is not None and cap != -1 and len(state.running[job.key]) >= cap:
+                continue
+            heads = [state.tasks[k] for k in queue if k in state.tasks
+                     and state.tasks[k].state == "active"][:1]
+            for head in heads:
+                free = [n.free_slots for n in state.nodes_of(pool.key)
+                        if n.state in ("idle", "running") and not n.removing]
+                assert not any(f >= head.required_slots for f in free), (
+                    f"{head.key} waits while a node of {pool.id} has room")
 
     @invariant()
     def jobs_settle(self) -> None:

@@ -4,6 +4,7 @@ constraint updates and preconditions."""
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 import pytest
 
@@ -57,6 +58,15 @@ def test_task_needing_more_slots_than_a_node_has_waits(sim: Sim) -> None:
     sim.tasks("j", task_spec("huge", slots=3))
     assert sim.running_ids() == set()
     assert sim.task("j", "huge").state == "active"
+
+
+@pytest.mark.parametrize("command", [DeleteTask, TerminateTask])
+def test_removing_a_blocked_queue_head_lets_the_next_task_run(sim: Sim, command: Any) -> None:
+    setup(sim, nodes=1, slots=1)
+    sim.tasks("j", task_spec("huge", slots=2), "small")
+    assert sim.running_ids() == set()  # the head does not fit and holds the queue
+    sim.send(command("j", "huge"))
+    assert sim.running_ids() == {"small"}
 
 
 def test_spread_balances_tasks_across_nodes(sim: Sim) -> None:
@@ -305,7 +315,7 @@ def test_reactivate_rules(sim: Sim) -> None:
     assert (bad.result, bad.retry_count) == ("failure", 1)
     assert sim.counts() == zero_counts(running=1, completed=2, succeeded=1, failed=1)
     sim.advance()
-    sim.send(ReactivateTask("j", "bad"))
+    bad = sim.send(ReactivateTask("j", "bad"))
     # back to active (then placed at once on the free node), failure cleared
     assert [x.task_id for x in sim.started()] == ["bad"]
     assert (bad.state, bad.previous_state) == ("running", "active")
@@ -473,7 +483,7 @@ def test_task_preconditions(sim: Sim) -> None:
     assert task.state == "completed"
     sim.fails(ReactivateTask("j", "t1", Precondition(if_none_match=task.etag)),
               "ConditionNotMet")
-    sim.send(ReactivateTask("j", "t1", Precondition(if_match="*")))
+    task = sim.send(ReactivateTask("j", "t1", Precondition(if_match="*")))
     assert task.state == "active"
 
 

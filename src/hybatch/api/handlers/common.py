@@ -10,8 +10,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from hybatch.api.errors import domain_error_response
-from hybatch.api.wire import Call
+from hybatch.api.wire import Call, bad_query
 from hybatch.core.errors import DomainError
+from hybatch.ports import InvalidContinuationToken
 from hybatch.runtime.service import BatchService
 
 Handler = Callable[..., Awaitable[Response]]
@@ -30,6 +31,10 @@ def endpoint(fn: Handler) -> Callable[[Request], Awaitable[Response]]:
         except DomainError as error:
             return domain_error_response(error, call.request_id,
                                          head=request.method == "HEAD")
+        except InvalidContinuationToken as error:
+            return domain_error_response(
+                bad_query("$skiptoken", call.token() or "", str(error)), call.request_id,
+                head=request.method == "HEAD")
 
     return run
 
