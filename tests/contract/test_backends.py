@@ -10,7 +10,7 @@ import os
 import stat
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -122,7 +122,7 @@ class Node:
         return self.layout.task_dir(JOB, task_id)
 
 
-def _start_node(root: Path, spawn_inline: bool) -> Iterator[Node]:
+def _start_node(root: Path, spawn_inline: bool) -> Generator[Node, None, None]:
     events = Events()
     backend = LocalBackend(root, ACCOUNT, ACCOUNT_URL, spawn_inline=spawn_inline)
     port: ComputeBackend = backend  # the adapter satisfies the port
@@ -165,7 +165,15 @@ def process_gone(pid: int) -> bool:
 def test_provision_creates_the_node_layout(node: Node) -> None:
     root = node.layout.root
     assert root == node.backend.root / POOL / NODE
-    for name in ("shared", "startup", "startup/wd", "applications", "fsmounts", "workitems"):
+    for name in (
+        "shared",
+        "startup",
+        "startup/wd",
+        "applications",
+        "fsmounts",
+        "workitems",
+        "volatile",
+    ):
         assert (root / name).is_dir(), name
 
 
@@ -439,8 +447,8 @@ def test_node_files_list_stat_read(node: Node) -> None:
     files = node.backend.node_files(POOL, NODE)
 
     top = {info.path: info for info in files.list("", recursive=False)}
-    for name in ("shared", "startup", "applications", "fsmounts", "workitems"):
-        assert top[name].is_directory, name
+    assert set(top) == {"shared", "startup", "applications", "fsmounts", "workitems", "volatile"}
+    assert all(info.is_directory for info in top.values())
 
     prefix = f"workitems/{JOB}/job-1/filer"
     everything = {info.path: info for info in files.list("", recursive=True)}
@@ -520,3 +528,48 @@ def test_node_files_refuse_escapes(node: Node, tmp_path: Path) -> None:
     assert "shared/in-link" in listed
     assert not listed & {"shared/out-link", "shared/out-dir"}
     assert files.stat("shared/in-link").is_directory
+
+
+# --------------------------------------------------------------------------- restart
+
+
+def test_collect_exit_reads_the_exit_record(node: Node) -> None:
+    node.run("done", "/bin/sh -c 'exit 4'")
+    exited = node.events.exited("done")
+    collected = node.backend.collect_exit(POOL, NODE, JOB, "done", 1)
+    assert collected == exited
+    assert node.backend.collect_exit(POOL, NODE, JOB, "done", 2) is None  # not this attempt
+    assert node.backend.collect_exit(POOL, NODE, JOB, "never-ran", 1) is None
+    assert node.backend.collect_exit(POOL, "node-x", JOB, "done", 1) is None
+
+
+def test_a_restarted_backend_adopts_its_nodes(tmp_path: Path) -> None:
+    root = tmp_path / "nodes"
+    first = _start_node(root, spawn_inline=False)
+    node = next(first)
+    node.run("before", "/bin/sh -c 'exit 2'")
+    before = node.events.exited("before")
+    first.close()
+
+    events = Events()
+    backend = LocalBackend(root, ACCOUNT, ACCOUNT_URL)
+    backend.start(events)
+    try:
+        assert backend.collect_exit(POOL, NODE, JOB, "before", 1) == before
+        # Not provisioned in this run: the node is adopted from its node.json.
+        backend.start_task(TaskLaunch(POOL, NODE, JOB, "after", 1, "/bin/true", (), None))
+        assert events.exited("after").exit_code == 0
+        backend.release_node(ReleaseNode(POOL, NODE))
+        events.wait_for(lambda e: e == NodeReleased(NODE))
+    finally:
+        backend.close()
+
+    events = Events()
+    backend = LocalBackend(root, ACCOUNT, ACCOUNT_URL)
+    backend.start(events)
+    try:  # a released node is not adopted again
+        backend.start_task(TaskLaunch(POOL, NODE, JOB, "late", 1, "/bin/true", (), None))
+        late = events.exited("late")
+        assert late.exit_code is None and late.failure is not None
+    finally:
+        backend.close()

@@ -111,6 +111,8 @@ class FakeBackend:
         self.running: dict[tuple[str, str, int], TaskLaunch] = {}
         """Launched attempts not yet exited, by (job id, task id, attempt) as given."""
         self.files: dict[tuple[str, str], FakeNodeFiles] = {}
+        self.recorded_exits: dict[tuple[str, str, int], TaskExited] = {}
+        """What ``collect_exit`` finds after a simulated restart, by (job, task, attempt)."""
         self.closed = False
 
     # ------------------------------------------------------------------ ComputeBackend
@@ -142,6 +144,11 @@ class FakeBackend:
     def delete_task_files(self, effect: DeleteTaskFiles) -> None:
         self.calls.append(effect)
         self.deleted.append(effect)
+
+    def collect_exit(
+        self, pool_id: str, node_id: str, job_id: str, task_id: str, attempt: int
+    ) -> TaskExited | None:
+        return self.recorded_exits.get((job_id, task_id, attempt))
 
     def node_files(self, pool_id: str, node_id: str) -> NodeFiles:
         return self.files.setdefault((pool_id, node_id), FakeNodeFiles())
@@ -198,6 +205,10 @@ class FakeBackend:
         )
         self.emit(event)
         return event
+
+    def record_exit(self, event: TaskExited) -> None:
+        """Make ``collect_exit`` return ``event`` (an exit the node wrote but never reported)."""
+        self.recorded_exits[(event.job_id, event.task_id, event.attempt)] = event
 
     def exit_task(self, job_id: str, task_id: str, exit_code: int | None = 0) -> TaskExited:
         """Exit the latest attempt of a task with ``exit_code``."""

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hybatch.core.effects import DeleteTaskFiles, KillTask, ProvisionNode, ReleaseNode, TaskLaunch
-from hybatch.core.events import Event, NodeLost, NodeReady, NodeReleased
+from hybatch.core.events import Event, NodeLost, NodeReady, NodeReleased, TaskExited
 from hybatch.core.records import FailureInfoRecord
 from hybatch.node.environment import (
     NodeContext,
@@ -38,14 +38,14 @@ from hybatch.node.environment import (
 )
 from hybatch.node.files import LocalNodeFiles
 from hybatch.node.layout import NodeLayout, check_path_id
-from hybatch.node.process import ExitRecord, utc_now
+from hybatch.node.process import ExitRecord, read_exit_record, utc_now
 from hybatch.node.supervisor import AttemptKey, TaskSupervisor, attempt_key, launch_key
 from hybatch.ports import EventSink, NodeFiles
 
 _log = logging.getLogger(__name__)
 
 NODE_FILE = "node.json"
-"""Written in each node root at provisioning: lets a restarted server adopt the node."""
+"""Written in each node's ``volatile/`` at provisioning: lets a restarted server adopt it."""
 TRASH_DIR = ".trash"
 CODE_NODE_UNAVAILABLE = "NodeUnavailable"
 
@@ -57,13 +57,19 @@ class _Node:
     outstanding: int = 0
     """Attempts accepted whose TaskExited has not been delivered yet."""
     releasing: bool = False
-    keys: set[AttemptKey] = field(default_factory=set)
+    keys: dict[AttemptKey, int] = field(default_factory=dict)
+    """Accepted attempts not yet reported (a count: a launch effect may be repeated)."""
 
 
-def _write_node_file(root: Path, info: dict[str, object]) -> None:
-    temp = root / f".{NODE_FILE}.tmp"
+def _write_node_file(directory: Path, info: dict[str, object]) -> None:
+    temp = directory / f".{NODE_FILE}.tmp"
     temp.write_text(json.dumps(info))
-    os.replace(temp, root / NODE_FILE)
+    os.replace(temp, directory / NODE_FILE)
+
+
+def _remove_all(paths: list[Path]) -> None:
+    for path in paths:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def _current_user() -> str:
@@ -115,10 +121,14 @@ class LocalBackend:
         if self._supervisor is not None:
             raise RuntimeError("LocalBackend already started")
         self._sink = sink
-        (self._root / TRASH_DIR).mkdir(parents=True, exist_ok=True)
+        trash = self._root / TRASH_DIR
+        trash.mkdir(parents=True, exist_ok=True)
         self._supervisor = TaskSupervisor(self._on_exit, timeout_grace_s=self._grace)
         self._worker = threading.Thread(target=self._work_loop, name="hybatch-local", daemon=True)
         self._worker.start()
+        leftovers = list(trash.iterdir())  # deletions a previous run did not finish
+        if leftovers:
+            self._work.put(lambda: _remove_all(leftovers))
 
     def close(self) -> None:
         """Stop the threads and kill every process still running (nothing more is reported)."""
@@ -133,7 +143,12 @@ class LocalBackend:
     # ------------------------------------------------------------------ nodes
 
     def provision_node(self, effect: ProvisionNode) -> None:
-        layout = NodeLayout(self.node_root(effect.pool_id, effect.node_id))
+        try:
+            layout = NodeLayout(self.node_root(effect.pool_id, effect.node_id))
+        except ValueError as exc:
+            lost = NodeLost(effect.node_id, str(exc))
+            self._work.put(lambda: self._emit(lost))
+            return
         node = self._make_node(effect.pool_id, effect.node_id, effect.is_dedicated, layout)
         with self._lock:
             self._nodes.setdefault(effect.node_id, node)
@@ -163,7 +178,7 @@ class LocalBackend:
                 "isDedicated": effect.is_dedicated,
                 "slots": effect.slots,
             }
-            _write_node_file(layout.root, info)
+            _write_node_file(layout.volatile, info)
         except OSError as exc:
             with self._lock:
                 self._nodes.pop(effect.node_id, None)
@@ -175,7 +190,7 @@ class LocalBackend:
         """A node provisioned by an earlier server run, known from its ``node.json``."""
         try:
             layout = NodeLayout(self.node_root(pool_id, node_id))
-            info = json.loads((layout.root / NODE_FILE).read_text())
+            info = json.loads((layout.volatile / NODE_FILE).read_text())
         except (OSError, ValueError):
             return None
         if not isinstance(info, dict) or info.get("released"):
@@ -200,7 +215,7 @@ class LocalBackend:
             if node is None or not node.releasing or node.outstanding:
                 return
             del self._nodes[node_id]
-        root = node.context.layout.root
+        root = node.context.layout.volatile
         try:  # a restarted server must not adopt a node that was let go
             info = json.loads((root / NODE_FILE).read_text())
             _write_node_file(root, {**info, "released": True})
@@ -235,7 +250,8 @@ class LocalBackend:
                 node = None
             else:
                 node.outstanding += 1
-                node.keys.add(launch_key(launch))
+                key = launch_key(launch)
+                node.keys[key] = node.keys.get(key, 0) + 1
         if node is None:
             self._work.put(lambda: self._report_unavailable(launch))
             return
@@ -263,7 +279,8 @@ class LocalBackend:
                 failure=FailureInfoRecord(
                     category=category, code=CODE_NODE_UNAVAILABLE, message=message
                 ),
-            )
+            ),
+            accepted=False,
         )
 
     def kill_task(self, effect: KillTask) -> None:
@@ -287,6 +304,20 @@ class LocalBackend:
             return  # nothing to delete
         self._work.put(lambda: shutil.rmtree(target, ignore_errors=True))
 
+    def collect_exit(
+        self, pool_id: str, node_id: str, job_id: str, task_id: str, attempt: int
+    ) -> TaskExited | None:
+        """After a restart: the outcome the node recorded for this attempt, if any (an older
+        attempt's record, or none, means the outcome is unknown)."""
+        try:
+            task_dir = NodeLayout(self.node_root(pool_id, node_id)).task_dir(job_id, task_id)
+        except ValueError:
+            return None
+        record = read_exit_record(task_dir)
+        if record is None or record.attempt != attempt:
+            return None
+        return record.to_event()
+
     def node_files(self, pool_id: str, node_id: str) -> NodeFiles:
         return LocalNodeFiles(self.node_root(pool_id, node_id))
 
@@ -296,14 +327,19 @@ class LocalBackend:
         """Reaper thread: the exit record is on disk; now report it."""
         self._deliver(record)
 
-    def _deliver(self, record: ExitRecord) -> None:
+    def _deliver(self, record: ExitRecord, accepted: bool = True) -> None:
+        """Report an outcome; for an accepted attempt, settle the node's accounting after."""
         self._emit(record.to_event())
+        if not accepted:
+            return
         key = attempt_key(record.node_id, record.job_id, record.task_id, record.attempt)
         releasing = False
         with self._lock:
             node = self._nodes.get(record.node_id)
             if node is not None and key in node.keys:
-                node.keys.discard(key)
+                node.keys[key] -= 1
+                if not node.keys[key]:
+                    del node.keys[key]
                 node.outstanding -= 1
                 releasing = node.releasing and node.outstanding == 0
         if releasing:

@@ -104,6 +104,8 @@ def update_job(ctx: Ctx, cmd: UpdateJob) -> JobRecord:
                               details={"PropertyName": name})
         if name == "priority" and value is not None:
             check_range("priority", int(str(value)), -1000, 1000)
+        if name == "maxParallelTasks" and value is not None and value != -1:
+            check_range("maxParallelTasks", int(str(value)), 1, 1_000_000)  # as at creation
         if name == "poolInfo" and value is None:
             continue
         update[_SPEC_FIELD[name]] = value

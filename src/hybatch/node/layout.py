@@ -1,8 +1,9 @@
 """The Azure Batch directory layout of one node (reference §10.2).
 
 Every backend lays a node out the same way so that task programs, the node-files API and
-recovery find the same paths: ``shared/``, ``startup/wd/``, ``applications/``, ``fsmounts/``
-and ``workitems/<jobId>/job-1/<taskId>/{wd/,stdout.txt,stderr.txt}``.
+recovery find the same paths: ``shared/``, ``startup/wd/``, ``applications/``, ``fsmounts/``,
+``volatile/`` (internal state) and ``workitems/<jobId>/job-1/<taskId>/{wd/,stdout.txt,
+stderr.txt}``.
 
 Imports: standard library only.
 """
@@ -18,6 +19,8 @@ STARTUP_DIR = "startup"
 APPLICATIONS_DIR = "applications"
 MOUNTS_DIR = "fsmounts"
 WORKITEMS_DIR = "workitems"
+VOLATILE_DIR = "volatile"
+"""Internal node state (Batch has the same directory for its agent's own files)."""
 JOB_DIR_NAME = "job-1"
 """Ordinary jobs live in ``workitems/<jobId>/job-1`` (the name Batch itself uses)."""
 WORKING_DIR = "wd"
@@ -25,7 +28,7 @@ STDOUT_FILE = "stdout.txt"
 STDERR_FILE = "stderr.txt"
 EXIT_RECORD_FILE = "exit.json"
 
-_TOP_LEVEL = (SHARED_DIR, STARTUP_DIR, APPLICATIONS_DIR, MOUNTS_DIR, WORKITEMS_DIR)
+_TOP_LEVEL = (SHARED_DIR, STARTUP_DIR, APPLICATIONS_DIR, MOUNTS_DIR, WORKITEMS_DIR, VOLATILE_DIR)
 
 
 def check_path_id(value: str, what: str = "id") -> str:
@@ -90,6 +93,10 @@ class NodeLayout:
     @property
     def workitems(self) -> Path:
         return self.root / WORKITEMS_DIR
+
+    @property
+    def volatile(self) -> Path:
+        return self.root / VOLATILE_DIR
 
     def create(self) -> None:
         """Create the node-level directories (idempotent)."""

@@ -279,13 +279,14 @@ class TaskSupervisor:
                 code, lost = None, True
             if code is None and not lost:
                 return  # spurious wake-up
-            self._by_key.pop(key, None)
             self._by_fd.pop(attempt.pidfd, None)
-            node_keys = self._per_node.get(attempt.launch.node_id)
-            if node_keys is not None:
-                node_keys.discard(key)
-                if not node_keys:
-                    del self._per_node[attempt.launch.node_id]
+            if self._by_key.get(key) is attempt:  # not a duplicate launch of the same attempt
+                del self._by_key[key]
+                node_keys = self._per_node.get(attempt.launch.node_id)
+                if node_keys is not None:
+                    node_keys.discard(key)
+                    if not node_keys:
+                        del self._per_node[attempt.launch.node_id]
         end_time = utc_now()
         self._epoll.unregister(attempt.pidfd)
         os.close(attempt.pidfd)

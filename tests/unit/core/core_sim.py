@@ -175,12 +175,12 @@ class Sim:
     def _handle(self, message: Message) -> Any:
         self.adopt_targets(message)
         out = self.core.handle(message, self.now)
-        self._absorb(out.effects)
+        self.absorb(out.effects)
         if self.evict:
             self.commit()
         return out.result
 
-    def _absorb(self, effects: list[Effect]) -> None:
+    def absorb(self, effects: list[Effect]) -> None:
         self.effects.extend(effects)
         self.last.extend(effects)
         for effect in effects:
@@ -278,6 +278,16 @@ class Sim:
 
     def get_job(self, job_id: str = "j") -> JobRecord | None:
         return self.core.state.jobs.get(job_id.lower())
+
+    def pool_rec(self, pool_id: str = "p") -> PoolRecord:
+        pool = self.get_pool(pool_id)
+        assert pool is not None, f"no pool {pool_id}"
+        return pool
+
+    def job_rec(self, job_id: str = "j") -> JobRecord:
+        job = self.get_job(job_id)
+        assert job is not None, f"no job {job_id}"
+        return job
 
     def get_node(self, node_id: str) -> NodeRecord:
         return self.core.state.nodes[node_id.lower()]

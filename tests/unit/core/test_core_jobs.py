@@ -3,6 +3,8 @@ onAllTasksComplete and counters."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from hybatch.core.commands import (
@@ -10,6 +12,7 @@ from hybatch.core.commands import (
     CreateJob,
     DeleteJob,
     Precondition,
+    ReactivateTask,
     RemoveNodes,
     ResizePool,
     TerminateJob,
@@ -53,7 +56,7 @@ def test_job_ids_are_unique_case_insensitively(sim: Sim) -> None:
     ({"maxParallelTasks": 0}, "InvalidPropertyValue"),
     ({"usesTaskDependencies": True}, "UnsupportedProperty"),
 ])
-def test_invalid_job_bodies_are_rejected(sim: Sim, extra: dict[str, object], code: str) -> None:
+def test_invalid_job_bodies_are_rejected(sim: Sim, extra: dict[str, Any], code: str) -> None:
     sim.fails(CreateJob(job_spec("j", **extra)), code)
 
 
@@ -132,6 +135,7 @@ def test_update_job_rejects_unknown_fields_and_stale_etags(sim: Sim) -> None:
     job = sim.job("j")
     sim.fails(UpdateJob("j", (("id", "other"),)), "InvalidPropertyValue")
     sim.fails(UpdateJob("j", (("priority", 5000),)), "InvalidPropertyValue")
+    sim.fails(UpdateJob("j", (("maxParallelTasks", 0),)), "InvalidPropertyValue")
     sim.fails(UpdateJob("j", (("priority", 1),), precondition=Precondition(if_match="0x1")),
               "ConditionNotMet")
     sim.send(UpdateJob("j", (("priority", 1),), precondition=Precondition(if_match=job.etag)))
@@ -190,8 +194,9 @@ def test_node_lost_while_job_terminates_completes_the_job(sim: Sim) -> None:
     sim.tasks("j", "t1")
     sim.send(TerminateJob("j"))
     sim.send(NodeLost(sim.nodes()[0].id, "gone"))
-    assert sim.get_job().state == "completed"  # type: ignore[union-attr]
-    assert sim.task("j", "t1").failure_info.code == "TaskEnded"  # type: ignore[union-attr]
+    assert sim.job_rec().state == "completed"
+    failure = sim.task("j", "t1").failure_info
+    assert failure is not None and failure.code == "TaskEnded"
 
 
 def test_terminating_job_survives_a_requeue_of_its_killed_task(sim: Sim) -> None:
@@ -204,7 +209,7 @@ def test_terminating_job_survives_a_requeue_of_its_killed_task(sim: Sim) -> None
     assert node is not None
     sim.send(RemoveNodes("p", (node,), None, "requeue"))
     sim.exit("j", "t1", -9)
-    assert sim.get_job().state == "completed"  # type: ignore[union-attr]
+    assert sim.job_rec().state == "completed"
     assert sim.running_ids() == set()
     sim.check()
 
@@ -338,3 +343,14 @@ def test_counts_follow_every_transition(sim: Sim) -> None:
     assert sim.counts() == zero_counts(completed=4, succeeded=3, failed=1)
     assert sim.slot_counts() == zero_counts(completed=5, succeeded=4, failed=1)
     sim.check()
+
+
+def test_reactivate_needs_an_active_job_and_terminate_honours_if_match(sim: Sim) -> None:
+    sim.pool(nodes=1)
+    job = sim.job()
+    sim.tasks("j", "t1")
+    sim.exit("j", "t1", 1)
+    sim.fails(TerminateJob("j", precondition=Precondition(if_match="0x0")), "ConditionNotMet")
+    sim.send(TerminateJob("j", precondition=Precondition(if_match=job.etag)))
+    assert job.state == "completed"
+    sim.fails(ReactivateTask("j", "t1"), "JobCompleted")

@@ -20,8 +20,8 @@ from tests.unit.core.core_sim import Sim, pool_spec, task_spec
 
 
 def resize(pool_id: str = "p", dedicated: int | None = None, low: int | None = None,
-           option: str | None = None, **kwargs: object) -> ResizePool:
-    return ResizePool(pool_id, dedicated, low, None, option, **kwargs)  # type: ignore[arg-type]
+           option: str | None = None, precondition: Precondition | None = None) -> ResizePool:
+    return ResizePool(pool_id, dedicated, low, None, option, precondition or Precondition())
 
 
 def remove(pool_id: str, *node_ids: str, option: str | None = None) -> RemoveNodes:
@@ -177,7 +177,7 @@ def test_resize_down_requeue_kills_and_requeues_running_tasks(sim: Sim) -> None:
     node, killed = running_pool(sim, "requeue")
     assert sorted(killed) == ["t1", "t2"]
     assert sim.get_node(node).state == "leavingpool"
-    assert sim.get_pool().allocation_state == "resizing"  # type: ignore[union-attr]
+    assert sim.pool_rec().allocation_state == "resizing"
     sim.exit_killed(-9)
     for tid in ("t1", "t2"):
         task = sim.task("j", tid)
@@ -188,7 +188,7 @@ def test_resize_down_requeue_kills_and_requeues_running_tasks(sim: Sim) -> None:
     assert [e.node_id for e in sim.last if isinstance(e, ReleaseNode)] == [node]
     assert sim.counts() == {"active": 2, "running": 0, "completed": 0, "succeeded": 0,
                             "failed": 0}
-    assert sim.get_pool().allocation_state == "steady"  # type: ignore[union-attr]
+    assert sim.pool_rec().allocation_state == "steady"
     assert sim.nodes() == []
     sim.check()
 
@@ -203,14 +203,14 @@ def test_resize_down_terminate_completes_running_tasks_with_failure(sim: Sim) ->
         assert task.failure_info is not None and task.failure_info.code == "TaskEnded"
         assert task.retry_count == 0
     assert sim.counts()["failed"] == 2
-    assert sim.get_pool().allocation_state == "steady"  # type: ignore[union-attr]
+    assert sim.pool_rec().allocation_state == "steady"
     assert sim.nodes() == []
 
 
 def test_resize_down_taskcompletion_waits_for_running_tasks(sim: Sim) -> None:
     node, killed = running_pool(sim, "taskcompletion")
     assert killed == []
-    assert sim.get_pool().allocation_state == "resizing"  # type: ignore[union-attr]
+    assert sim.pool_rec().allocation_state == "resizing"
     sim.exit("j", "t1", 0)
     assert [n.id for n in sim.nodes()] == [node]
     sim.exit("j", "t2", 1)
@@ -218,7 +218,7 @@ def test_resize_down_taskcompletion_waits_for_running_tasks(sim: Sim) -> None:
     assert sim.task("j", "t1").result == "success"
     assert sim.task("j", "t2").result == "failure"
     assert sim.nodes() == []
-    assert sim.get_pool().allocation_state == "steady"  # type: ignore[union-attr]
+    assert sim.pool_rec().allocation_state == "steady"
 
 
 def test_retrying_task_does_not_go_back_to_a_leaving_node(sim: Sim) -> None:
@@ -295,7 +295,7 @@ def test_remove_nodes_requeues_running_tasks_by_default(sim: Sim) -> None:
     assert task.requeue_count == 1
     assert task.state == "running"
     assert task.node_id != busy
-    assert sim.get_pool().allocation_state == "steady"
+    assert sim.pool_rec().allocation_state == "steady"
     sim.check()
 
 
@@ -412,7 +412,7 @@ def test_node_lost_while_leaving_is_released(manual: Sim) -> None:
     manual.send(NodeLost(node, "gone"))
     assert [r.node_id for r in manual.releasing] == [node]
     manual.release_nodes()
-    assert manual.get_pool().allocation_state == "steady"  # type: ignore[union-attr]
+    assert manual.pool_rec().allocation_state == "steady"
     assert manual.task("j", "t1").state == "active"
 
 

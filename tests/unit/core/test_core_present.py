@@ -93,8 +93,9 @@ def test_pool_and_nodes_validate_and_track_state(manual: Sim) -> None:
         assert_canonical(node_wire)
     counts = present_node_counts(pool, manual.nodes())
     BatchPoolNodeCounts.model_validate(counts)
-    assert counts["dedicated"]["creating"] == 2  # type: ignore[index]
-    assert counts["lowPriority"]["total"] == 1  # type: ignore[index]
+    dedicated, low = counts["dedicated"], counts["lowPriority"]
+    assert isinstance(dedicated, dict) and isinstance(low, dict)
+    assert (dedicated["creating"], low["total"]) == (2, 1)
 
 
 def test_resize_errors_are_shown_only_when_steady(manual: Sim) -> None:
@@ -152,8 +153,9 @@ def test_job_validates_through_its_life(sim: Sim) -> None:
     wire = present_job(job, BASE_URL)
     BatchJob.model_validate(wire)
     assert wire["state"] == "completed"
-    assert wire["executionInfo"]["terminateReason"] == "UserTerminate"  # type: ignore[index]
-    assert wire["executionInfo"]["endTime"] == iso(sim.now)  # type: ignore[index]
+    info = wire["executionInfo"]
+    assert isinstance(info, dict)
+    assert (info["terminateReason"], info["endTime"]) == ("UserTerminate", iso(sim.now))
 
 
 def test_job_defaults(sim: Sim) -> None:

@@ -428,7 +428,7 @@ def test_more_than_100_tasks_are_rejected_whole(sim: Sim) -> None:
     {"multiInstanceSettings": {"numberOfInstances": 2, "coordinationCommandLine": "x"}},
     {"resourceFiles": [{"httpUrl": "https://example.com/x", "filePath": "x"}]},
 ])
-def test_unsupported_task_features_are_reported(sim: Sim, body: dict[str, object]) -> None:
+def test_unsupported_task_features_are_reported(sim: Sim, body: dict[str, Any]) -> None:
     sim.job()
     (error,) = sim.send(AddTasks("j", (task_spec("t1", **body),)))
     assert isinstance(error, DomainError) and error.code == "UnsupportedProperty"
