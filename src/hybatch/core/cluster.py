@@ -87,6 +87,11 @@ class ClusterState:
             record.last_modified = now
             self.changes.tasks[record.key] = record
 
+    def save_counters(self, job: JobRecord) -> None:
+        """Persist a job whose task counters changed, without a new version: Azure's job
+        eTag changes with job-level data, not with every task state change."""
+        self.changes.jobs[job.key] = job
+
     def add_pool(self, pool: PoolRecord, now: datetime) -> None:
         self.pools[pool.key] = pool
         self.changes.deleted_pools.discard(pool.key)

@@ -83,7 +83,7 @@ def set_task_state(ctx: Ctx, job: JobRecord, task: TaskRecord, new_state: str) -
     if new_b == "completed":
         _count_completed(job, task, +1)
     ctx.state.touch(task, ctx.now)
-    ctx.state.touch(job, ctx.now)
+    ctx.state.save_counters(job)
 
 
 def _count_completed(job: JobRecord, task: TaskRecord, sign: int) -> None:
@@ -182,7 +182,7 @@ def _add_one(ctx: Ctx, job: JobRecord, spec: BatchTaskCreateOptions) -> TaskReco
     ctx.state.add_task(task, ctx.now)
     job.counts.active += 1
     job.counts.active_slots += task.required_slots
-    ctx.state.touch(job, ctx.now)
+    ctx.state.save_counters(job)
     make_ready(ctx, job, task)
     return task
 
@@ -419,7 +419,7 @@ def remove_task(ctx: Ctx, job: JobRecord, task: TaskRecord) -> None:
     if bucket == "active":
         _unqueue(ctx, job, task)
     ctx.state.drop_task(task)
-    ctx.state.touch(job, ctx.now)
+    ctx.state.save_counters(job)
     job_rules.on_task_completed(ctx, job)
 
 
