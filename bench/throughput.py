@@ -150,8 +150,9 @@ def local_stamp_delays(samples: int) -> list[int]:
 class Service:
     """A ``hybatch serve`` subprocess on a free port with its own data directory and key."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, node_root: Path | None = None) -> None:
         self.data_dir = root / "data"
+        self.node_root = node_root
         self.log_path = root / "server.log"
         self.key = base64.b64encode(os.urandom(32)).decode()
         with socket.socket() as sock:
@@ -178,6 +179,8 @@ class Service:
             "--data-dir",
             str(self.data_dir),
         ]
+        if self.node_root is not None:
+            cmd += ["--node-root", str(self.node_root)]
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
         try:
@@ -482,7 +485,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         prefix="hybatch-bench-", dir=args.data_root, ignore_cleanup_errors=True
     )
     info["data_dir_filesystem"] = filesystem_of(Path(tmp.name))
-    with tmp, Service(Path(tmp.name)) as service:
+    node_root = None
+    if args.node_root is not None:
+        node_root = Path(tempfile.mkdtemp(prefix="hybatch-bench-nodes-", dir=args.node_root))
+        info["node_root_filesystem"] = filesystem_of(node_root)
+    with tmp, Service(Path(tmp.name), node_root) as service:
         assert service.proc is not None
         phase("server_start")
         client = service.client()
@@ -589,6 +596,14 @@ def main() -> None:
         metavar="DIR",
         help="where the server's temporary data directory goes (default: the system temp "
         "directory); task directories are created there, so its filesystem matters",
+    )
+    parser.add_argument(
+        "--node-root",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="put the local nodes' directories (task dirs, stdout/stderr) under DIR, e.g. a "
+        "tmpfs such as /dev/shm (default: inside the data directory)",
     )
     parser.add_argument(
         "--py-spy",

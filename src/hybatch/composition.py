@@ -13,7 +13,6 @@ import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from hybatch.api.app import create_app
@@ -94,7 +93,7 @@ def build_server(settings: Settings) -> Server:
     account = load_account(settings)
     base_url = settings.resolved_public_url()
     store = SqlStore(settings.resolved_database_url())
-    backend = LocalBackend(Path(settings.data_dir) / "nodes", account.name, base_url)
+    backend = LocalBackend(settings.resolved_node_root(), account.name, base_url)
     core = BatchCore(RandomNodeIds())
     loop = WriterLoop(core=core, store=store, backend=backend, clock=SystemClock(),
                       tick_seconds=settings.tick_seconds)

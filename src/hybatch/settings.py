@@ -17,6 +17,9 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8642
     data_dir: Path = Field(default_factory=lambda: Path.cwd() / ".hybatch")
+    node_root: Path | None = None
+    """Where local nodes keep their directories (the Batch node's temporary disk); default
+    ``<data_dir>/nodes``. A tmpfs here makes task set-up much cheaper on slow disks."""
     database_url: str | None = None
     """SQLAlchemy URL; default is SQLite (WAL) in the data directory."""
     account_name: str | None = None
@@ -29,6 +32,9 @@ class Settings(BaseSettings):
 
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir / 'hybatch.db'}"
+
+    def resolved_node_root(self) -> Path:
+        return self.node_root or self.data_dir / "nodes"
 
     def resolved_public_url(self) -> str:
         return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")

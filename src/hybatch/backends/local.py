@@ -5,10 +5,10 @@ Task processes are children of this process, supervised by one
 :class:`~hybatch.node.supervisor.TaskSupervisor` (one reaper thread for all nodes). Commands
 from the service's writer thread return in microseconds: ``start_task`` hands the spawn to the
 reaper thread. Measured with ``bench/spawn_local.py`` (1,000 ``/bin/true`` on 2 slots, loaded
-2-core host): spawning inline held the writer ~0.85 ms per task on tmpfs and ~7.7 ms on the
-(slow) disk, against ~0.05 ms handed off, for the same throughput on tmpfs (652 vs 597/s, within
-noise) and more on disk (110 vs 170/s). Other slow work (creating a node, removing files) goes
-to one worker thread.
+2-core host): spawning inline holds the writer 0.45-0.9 ms per task on tmpfs and 3-8 ms on the
+disk (directory and file creation dominate), handing off ~0.05 ms, while throughput of the two
+is the same within run-to-run noise. Other slow work (creating a node, removing files) goes to
+one worker thread.
 
 Imports: ports, core effects/events, node runtime.
 """

@@ -23,6 +23,8 @@ def serve(
                                            "account key live.")] = Path(".hybatch"),
     database_url: Annotated[str | None, typer.Option(
         help="SQLAlchemy URL (default: SQLite in the data directory).")] = None,
+    node_root: Annotated[Path | None, typer.Option(
+        help="Directory for local nodes' files (default: <data-dir>/nodes).")] = None,
     log_level: Annotated[str, typer.Option(help="Python log level.")] = "warning",
 ) -> None:
     """Run the Batch service until interrupted (SIGINT/SIGTERM stop it cleanly)."""
@@ -32,8 +34,10 @@ def serve(
     from hybatch.settings import Settings
 
     logging.basicConfig(level=log_level.upper())
+
     settings = Settings(host=host, port=port, data_dir=data_dir.absolute(),
-                        database_url=database_url)
+                        database_url=database_url,
+                        node_root=node_root.absolute() if node_root else None)
     server = build_server(settings)
     console.print("[bold]hybatch[/bold] serving the Azure Batch API")
     for label, value in (("endpoint", settings.resolved_public_url()),

@@ -15,6 +15,7 @@ import heapq
 import itertools
 import logging
 import os
+import queue
 import select
 import signal
 import threading
@@ -68,7 +69,8 @@ class TaskSupervisor:
     grace; 0 kills at once.
     """
 
-    def __init__(self, on_exit: ExitCallback, *, timeout_grace_s: float = 0.0) -> None:
+    def __init__(self, on_exit: ExitCallback, *, timeout_grace_s: float = 0.0,
+                 spawners: int = 4) -> None:
         self._on_exit = on_exit
         self._grace = timeout_grace_s
         self._lock = threading.Lock()
@@ -78,7 +80,6 @@ class TaskSupervisor:
         self._deadlines: list[tuple[float, int, int, AttemptKey]] = []
         self._seq = itertools.count()
         self._failed: list[LaunchFailed] = []
-        self._submitted: list[tuple[TaskLaunch, TaskPaths, dict[str, str]]] = []
         self._queued: dict[AttemptKey, bool] = {}
         """Submitted, not yet spawned attempts -> whether a kill cancelled them."""
         self._next_wake = float("inf")
@@ -89,15 +90,29 @@ class TaskSupervisor:
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name="hybatch-reaper", daemon=True)
         self._thread.start()
+        # Spawning releases the GIL while the child execs, so a few spawner threads overlap
+        # process creation (directory set-up, vfork, exec) as a thread pool of peers would.
+        self._spawn_queue: queue.SimpleQueue[tuple[TaskLaunch, TaskPaths, dict[str, str]] | None]
+        self._spawn_queue = queue.SimpleQueue()
+        self._spawners = [threading.Thread(target=self._spawn_loop, name=f"hybatch-spawn-{i}",
+                                           daemon=True) for i in range(max(1, spawners))]
+        for thread in self._spawners:
+            thread.start()
 
     # ------------------------------------------------------------------ commands
 
     def submit(self, launch: TaskLaunch, paths: TaskPaths, env: dict[str, str]) -> None:
         """Queue one attempt for the reaper thread to start (the caller does no process work)."""
         with self._lock:
-            self._submitted.append((launch, paths, env))
             self._queued[launch_key(launch)] = False
-        self._wake()
+        self._spawn_queue.put((launch, paths, env))
+
+    def _spawn_loop(self) -> None:
+        while True:
+            item = self._spawn_queue.get()
+            if item is None:
+                return
+            self._start_submitted(*item)
 
     def launch(self, launch: TaskLaunch, paths: TaskPaths, env: dict[str, str]) -> None:
         """Start one attempt now; its outcome (even 'could not start') arrives via on_exit."""
@@ -182,6 +197,10 @@ class TaskSupervisor:
             self._stopping = True
         self._wake()
         self._thread.join()
+        for _ in self._spawners:
+            self._spawn_queue.put(None)
+        for thread in self._spawners:
+            thread.join()
         with self._lock:
             attempts = list(self._by_key.values())
             self._by_key.clear()
@@ -213,13 +232,10 @@ class TaskSupervisor:
                 if self._stopping:
                     return
                 failed, self._failed = self._failed, []
-                submitted, self._submitted = self._submitted, []
                 self._next_wake = self._deadlines[0][0] if self._deadlines else float("inf")
                 next_wake = self._next_wake
             for item in failed:
                 self._finish_failed(item)
-            for launch, paths, env in submitted:
-                self._start_submitted(launch, paths, env)
             timeout = -1.0
             if next_wake != float("inf"):
                 timeout = max(0.0, next_wake - time.monotonic())
@@ -237,6 +253,8 @@ class TaskSupervisor:
     def _start_submitted(self, launch: TaskLaunch, paths: TaskPaths, env: dict[str, str]) -> None:
         key = launch_key(launch)
         with self._lock:
+            if self._stopping:
+                return  # shutting down: not started, not reported (recovery requeues it)
             cancelled = self._queued.get(key, False)
             if cancelled:
                 del self._queued[key]
@@ -248,7 +266,7 @@ class TaskSupervisor:
             code=CODE_KILLED_BEFORE_START,
             message="The task was killed before its process started",
         )
-        self._finish_failed(LaunchFailed(launch, paths, failure))
+        self.report_failure(LaunchFailed(launch, paths, failure))
 
     def _expire(self, now: float) -> None:
         """Act on due deadlines: time out (SIGTERM or SIGKILL), then force-kill after grace."""
