@@ -23,12 +23,14 @@ import queue
 import shutil
 import threading
 import uuid
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 from hybatch.core.effects import DeleteTaskFiles, KillTask, ProvisionNode, ReleaseNode, TaskLaunch
-from hybatch.core.events import Event, NodeLost, NodeReady, NodeReleased, TaskExited
+from hybatch.core.events import Event, NodeLost, NodeReady, NodeReleased, TaskExited, TaskStarted
 from hybatch.core.records import FailureInfoRecord
 from hybatch.node.environment import (
     NodeContext,
@@ -37,12 +39,19 @@ from hybatch.node.environment import (
     task_environment,
 )
 from hybatch.node.files import LocalNodeFiles
-from hybatch.node.layout import NodeLayout, check_path_id
-from hybatch.node.process import ExitRecord, read_exit_record, utc_now
+from hybatch.node.layout import NodeLayout, TaskPaths, check_path_id
+from hybatch.node.process import (
+    CODE_KILLED_BEFORE_START,
+    ExitRecord,
+    read_exit_record,
+    utc_now,
+)
 from hybatch.node.supervisor import AttemptKey, TaskSupervisor, attempt_key, launch_key
 from hybatch.ports import EventSink, NodeFiles
 
 _log = logging.getLogger(__name__)
+
+Pending = tuple[TaskLaunch, TaskPaths, dict[str, str]]
 
 NODE_FILE = "node.json"
 """Written in each node's ``volatile/`` at provisioning: lets a restarted server adopt it."""
@@ -54,6 +63,13 @@ CODE_NODE_UNAVAILABLE = "NodeUnavailable"
 class _Node:
     context: NodeContext
     env: dict[str, str]
+    slots: int = 1
+    used: int = 0
+    """Slots of attempts handed to the supervisor whose exit has not been delivered."""
+    waiting: deque[Pending] = field(default_factory=deque)
+    used_by: dict[AttemptKey, int] = field(default_factory=dict)
+    """Slots each started (handed over) attempt holds."""
+    """Offered attempts waiting for slots, in the order offered."""
     outstanding: int = 0
     """Attempts accepted whose TaskExited has not been delivered yet."""
     releasing: bool = False
@@ -123,7 +139,8 @@ class LocalBackend:
         self._sink = sink
         trash = self._root / TRASH_DIR
         trash.mkdir(parents=True, exist_ok=True)
-        self._supervisor = TaskSupervisor(self._on_exit, timeout_grace_s=self._grace)
+        self._supervisor = TaskSupervisor(self._on_exit, timeout_grace_s=self._grace,
+                                          on_start=self._on_start)
         self._worker = threading.Thread(target=self._work_loop, name="hybatch-local", daemon=True)
         self._worker.start()
         leftovers = list(trash.iterdir())  # deletions a previous run did not finish
@@ -149,13 +166,14 @@ class LocalBackend:
             lost = NodeLost(effect.node_id, str(exc))
             self._work.put(lambda: self._emit(lost))
             return
-        node = self._make_node(effect.pool_id, effect.node_id, effect.is_dedicated, layout)
+        node = self._make_node(effect.pool_id, effect.node_id, effect.is_dedicated, layout,
+                               effect.slots)
         with self._lock:
             self._nodes.setdefault(effect.node_id, node)
         self._work.put(lambda: self._create_node(effect, layout))
 
     def _make_node(
-        self, pool_id: str, node_id: str, is_dedicated: bool, layout: NodeLayout
+        self, pool_id: str, node_id: str, is_dedicated: bool, layout: NodeLayout, slots: int
     ) -> _Node:
         context = NodeContext(
             pool_id=pool_id,
@@ -167,7 +185,7 @@ class LocalBackend:
             task_user=self._user,
             base_environment=self._base_env,
         )
-        return _Node(context=context, env=node_environment(context))
+        return _Node(context=context, env=node_environment(context), slots=max(1, slots))
 
     def _create_node(self, effect: ProvisionNode, layout: NodeLayout) -> None:
         try:
@@ -195,7 +213,9 @@ class LocalBackend:
             return None
         if not isinstance(info, dict) or info.get("released"):
             return None
-        return self._make_node(pool_id, node_id, bool(info.get("isDedicated", True)), layout)
+        slots = info.get("slots", 1)
+        return self._make_node(pool_id, node_id, bool(info.get("isDedicated", True)), layout,
+                               slots if isinstance(slots, int) else 1)
 
     def release_node(self, effect: ReleaseNode) -> None:
         """Kill what runs on the node; NodeReleased follows the last of their TaskExited."""
@@ -205,6 +225,11 @@ class LocalBackend:
                 self._work.put(lambda: self._emit(NodeReleased(effect.node_id)))
                 return
             node.releasing = True
+        with self._lock:
+            dropped = list(node.waiting)
+            node.waiting.clear()
+        for pending in dropped:
+            self._report_never_started(pending)
         assert self._supervisor is not None
         self._supervisor.kill_node(effect.node_id)
         self._work.put(lambda: self._maybe_released(effect.node_id))
@@ -245,6 +270,7 @@ class LocalBackend:
             self._work.put(lambda: self._report_unavailable(launch, why, "usererror"))
             return
         env = task_environment(node.env, paths, launch)
+        startable: list[Pending] = []
         with self._lock:
             if node.releasing or self._nodes.get(launch.node_id) is not node:
                 node = None
@@ -252,14 +278,25 @@ class LocalBackend:
                 node.outstanding += 1
                 key = launch_key(launch)
                 node.keys[key] = node.keys.get(key, 0) + 1
+                node.waiting.append((launch, paths, env))
+                startable = _take_startable(node)
         if node is None:
             self._work.put(lambda: self._report_unavailable(launch))
             return
+        self._run(startable)
+
+    def _run(self, startable: list[Pending]) -> None:
+        """Hand attempts that have their slots to the supervisor."""
         assert self._supervisor is not None
-        if self._spawn_inline:
-            self._supervisor.launch(launch, paths, env)
-        else:
-            self._supervisor.submit(launch, paths, env)
+        for launch, paths, env in startable:
+            if self._spawn_inline:
+                self._supervisor.launch(launch, paths, env)
+            else:
+                self._supervisor.submit(launch, paths, env)
+
+    def _on_start(self, launch: TaskLaunch, start_time: datetime) -> None:
+        self._emit(TaskStarted(job_id=launch.job_id, task_id=launch.task_id,
+                               attempt=launch.attempt, start_time=start_time))
 
     def _report_unavailable(
         self, launch: TaskLaunch, why: str | None = None, category: str = "servererror"
@@ -284,10 +321,28 @@ class LocalBackend:
         )
 
     def kill_task(self, effect: KillTask) -> None:
-        """SIGKILL the attempt's process group; its TaskExited still follows (real status)."""
+        """SIGKILL the attempt's process group; its TaskExited still follows (real status).
+        An attempt still waiting for slots is dropped and reported killed before start."""
         key = attempt_key(effect.node_id, effect.job_id, effect.task_id, effect.attempt)
-        assert self._supervisor is not None
-        self._supervisor.kill(key)
+        with self._lock:
+            node = self._nodes.get(effect.node_id)
+            dropped = _drop_waiting(node, {key}) if node is not None else []
+        for pending in dropped:
+            self._report_never_started(pending)
+        if not dropped:
+            assert self._supervisor is not None
+            self._supervisor.kill(key)
+
+    def _report_never_started(self, pending: Pending) -> None:
+        launch = pending[0]
+        self._deliver(ExitRecord(
+            pool_id=launch.pool_id, node_id=launch.node_id, job_id=launch.job_id,
+            task_id=launch.task_id, attempt=launch.attempt, exit_code=None, start_time=None,
+            end_time=utc_now(),
+            failure=FailureInfoRecord(category="usererror", code=CODE_KILLED_BEFORE_START,
+                                      message="The task was killed before its process "
+                                              "started"),
+        ), started=False)
 
     def delete_task_files(self, effect: DeleteTaskFiles) -> None:
         """Move the task directory aside at once (so a re-created task id starts clean), then
@@ -327,13 +382,17 @@ class LocalBackend:
         """Reaper thread: the exit record is on disk; now report it."""
         self._deliver(record)
 
-    def _deliver(self, record: ExitRecord, accepted: bool = True) -> None:
-        """Report an outcome; for an accepted attempt, settle the node's accounting after."""
-        self._emit(record.to_event())
+    def _deliver(self, record: ExitRecord, accepted: bool = True,
+                  started: bool = True) -> None:
+        """Report an outcome; for an accepted attempt, settle the node's accounting: free its
+        slots and start what waits for them *before* reporting, so the node never idles
+        waiting for the service to hear about the exit."""
         if not accepted:
+            self._emit(record.to_event())
             return
         key = attempt_key(record.node_id, record.job_id, record.task_id, record.attempt)
         releasing = False
+        startable: list[Pending] = []
         with self._lock:
             node = self._nodes.get(record.node_id)
             if node is not None and key in node.keys:
@@ -341,7 +400,13 @@ class LocalBackend:
                 if not node.keys[key]:
                     del node.keys[key]
                 node.outstanding -= 1
+                if started:
+                    node.used -= node.used_by.pop(key, 0)
+                if not node.releasing:
+                    startable = _take_startable(node)
                 releasing = node.releasing and node.outstanding == 0
+        self._run(startable)
+        self._emit(record.to_event())
         if releasing:
             self._maybe_released(record.node_id)
 
@@ -363,3 +428,27 @@ class LocalBackend:
                 item()
             except Exception:
                 _log.exception("local backend work item failed")
+
+
+def _take_startable(node: _Node) -> list[Pending]:
+    """Under the backend lock: the waiting attempts that fit the node's free slots now, in
+    order offered (a head that does not fit holds the ones behind it)."""
+    out: list[Pending] = []
+    while node.waiting:
+        pending = node.waiting[0]
+        need = pending[0].required_slots
+        if node.used + need > node.slots:
+            break
+        node.waiting.popleft()
+        node.used += need
+        node.used_by[launch_key(pending[0])] = need
+        out.append(pending)
+    return out
+
+
+def _drop_waiting(node: _Node, keys: set[AttemptKey]) -> list[Pending]:
+    """Under the backend lock: remove waiting attempts with these keys."""
+    dropped = [p for p in node.waiting if launch_key(p[0]) in keys]
+    if dropped:
+        node.waiting = deque(p for p in node.waiting if launch_key(p[0]) not in keys)
+    return dropped

@@ -26,7 +26,7 @@ terminated, nor resurrect one of a job being deleted)."""
 
 def kill_attempt(ctx: Ctx, task: TaskRecord, reason: str) -> None:
     """Ask the node to kill the task's running attempt for ``reason``."""
-    if task.state not in ("running", "preparing") or task.node_id is None:
+    if not task.in_flight or task.node_id is None:
         return
     pending = task.kill_requested
     if pending is None or _PRECEDENCE[reason] >= _PRECEDENCE[pending]:

@@ -6,8 +6,9 @@ home of finished tasks. ``touch`` is the only way a record is marked changed; it
 version and etag and records the modification time.
 
 Invariants (checked by ``validate``):
-- a node's ``running_task_slots`` equals the slots of the running tasks placed on it;
-- a running task is placed on an existing node of its job's pool;
+- a node's ``running_task_slots`` / ``offered_slots`` equal the slots of the tasks running on
+  it / offered to it and not started;
+- a task in flight (offered or running) is placed on an existing node;
 - job counters equal the number of in-memory tasks per state (plus completed ones stored).
 """
 
@@ -52,7 +53,7 @@ class ClusterState:
         self.tasks: dict[tuple[str, str], TaskRecord] = {}
         # per job: keys of active tasks waiting for a slot, in submission order
         self.ready: dict[str, deque[tuple[str, str]]] = {}
-        # per job: keys of running tasks
+        # per job: keys of tasks with an attempt in flight (offered to a node or running)
         self.running: dict[str, set[tuple[str, str]]] = {}
         self.pools_to_place: set[str] = set()
         self.changes = ChangeSet()
@@ -172,34 +173,49 @@ class ClusterState:
     def validate(self) -> list[str]:
         """Invariant violations (empty when consistent). Used by tests, cheap enough for debug."""
         problems: list[str] = []
-        slots: dict[str, int] = {}
-        counts: dict[str, int] = {}
+        running_slots: dict[str, int] = {}
+        offered_slots: dict[str, int] = {}
+        running: dict[str, int] = {}
+        placed: dict[str, set[tuple[str, str]]] = {}
         for task in self.tasks.values():
-            if task.state in ("running", "preparing"):
-                if task.node_id is None or task.node_id.lower() not in self.nodes:
-                    problems.append(f"task {task.key} running on missing node {task.node_id}")
-                else:
-                    nk = task.node_id.lower()
-                    slots[nk] = slots.get(nk, 0) + task.required_slots
-                    counts[nk] = counts.get(nk, 0) + 1
+            if task.offered and task.state != "active":
+                problems.append(f"task {task.key} offered but {task.state}")
+            if not task.in_flight:
+                continue
+            if task.node_id is None or task.node_id.lower() not in self.nodes:
+                problems.append(f"task {task.key} in flight on missing node {task.node_id}")
+                continue
+            nk = task.node_id.lower()
+            placed.setdefault(nk, set()).add(task.key)
+            if task.offered:
+                offered_slots[nk] = offered_slots.get(nk, 0) + task.required_slots
+            else:
+                running_slots[nk] = running_slots.get(nk, 0) + task.required_slots
+                running[nk] = running.get(nk, 0) + 1
         for node in self.nodes.values():
-            if node.running_task_slots != slots.get(node.key, 0):
+            if node.running_task_slots != running_slots.get(node.key, 0):
                 problems.append(
-                    f"node {node.id} counts {node.running_task_slots} slots, "
-                    f"tasks use {slots.get(node.key, 0)}"
+                    f"node {node.id} counts {node.running_task_slots} running slots, "
+                    f"tasks use {running_slots.get(node.key, 0)}"
                 )
+            if node.offered_slots != offered_slots.get(node.key, 0):
+                problems.append(f"node {node.id} offered slots mismatch")
             if node.running_task_slots > node.slots:
                 problems.append(f"node {node.id} over-committed")
-            if node.running_tasks != counts.get(node.key, 0):
+            if node.running_tasks != running.get(node.key, 0):
                 problems.append(f"node {node.id} running_tasks mismatch")
+            if set(node.task_keys) != placed.get(node.key, set()):
+                problems.append(f"node {node.id} task_keys mismatch")
         for job in self.jobs.values():
             tasks = self.tasks_of(job.key)
             active = sum(1 for t in tasks if t.state == "active")
-            running = sum(1 for t in tasks if t.state in ("running", "preparing"))
+            running_count = sum(1 for t in tasks if t.state in ("running", "preparing"))
             if job.counts.active != active:
                 problems.append(f"job {job.id} active count {job.counts.active} != {active}")
-            if job.counts.running != running:
-                problems.append(f"job {job.id} running count {job.counts.running} != {running}")
-            if any(t.state == "completed" and t.key in self.ready.get(job.key, ()) for t in tasks):
-                problems.append(f"job {job.id} has a completed task in its ready queue")
+            if job.counts.running != running_count:
+                problems.append(
+                    f"job {job.id} running count {job.counts.running} != {running_count}")
+            in_flight = {t.key for t in tasks if t.in_flight}
+            if self.running.get(job.key, set()) != in_flight:
+                problems.append(f"job {job.id} in-flight set mismatch")
         return problems

@@ -22,6 +22,7 @@ class TaskLaunch:
     command_line: str
     environment: tuple[tuple[str, str], ...]
     max_wall_clock_s: float | None
+    required_slots: int = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +41,9 @@ class ReleaseNode:
 
 @dataclass(frozen=True, slots=True)
 class StartTask:
+    """Offer an attempt to a node: the node queues it and starts it as soon as it has the
+    slots (reporting TaskStarted), in the order offered."""
+
     launch: TaskLaunch
 
 

@@ -36,6 +36,16 @@ class NodeReleased:
 
 
 @dataclass(frozen=True, slots=True)
+class TaskStarted:
+    """A node started an offered attempt (its process is running)."""
+
+    job_id: str
+    task_id: str
+    attempt: int
+    start_time: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class TaskExited:
     """One attempt of a task ended. ``exit_code`` is None when the process never started
     (``failure`` then says why: a pre-processing error)."""
@@ -64,4 +74,4 @@ class Tick:
     """A timer fired: re-evaluate time-based facts (resize timeouts, retention, ...)."""
 
 
-Event = NodeReady | NodeLost | NodeReleased | TaskExited | TaskLost | Tick
+Event = NodeReady | NodeLost | NodeReleased | TaskStarted | TaskExited | TaskLost | Tick

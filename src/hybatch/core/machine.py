@@ -45,6 +45,7 @@ from hybatch.core.events import (
     NodeReleased,
     TaskExited,
     TaskLost,
+    TaskStarted,
     Tick,
 )
 from hybatch.core.placement import place_tasks
@@ -82,6 +83,7 @@ _HANDLERS: dict[type, Callable[[Ctx, Any], object]] = {
     NodeReady: pools.on_node_ready,
     NodeReleased: pools.on_node_released,
     NodeLost: pools.on_node_lost,
+    TaskStarted: tasks.on_task_started,
     TaskExited: tasks.on_task_exited,
     TaskLost: tasks.on_task_lost,
     Tick: _tick,
@@ -111,6 +113,7 @@ class BatchCore:
             node.task_keys = []
             node.running_tasks = 0
             node.running_task_slots = 0
+            node.offered_slots = 0
             state.nodes[node.key] = node
         for job in job_records:
             state.jobs[job.key] = job
@@ -122,12 +125,15 @@ class BatchCore:
             owner = state.jobs.get(task.key[0])
             if owner is None:
                 continue
-            if task.state in ("running", "preparing"):
+            if task.in_flight:
                 host = state.nodes.get((task.node_id or "").lower())
                 if host is not None:
                     host.task_keys.append(task.key)
-                    host.running_tasks += 1
-                    host.running_task_slots += task.required_slots
+                    if task.offered:
+                        host.offered_slots += task.required_slots
+                    else:
+                        host.running_tasks += 1
+                        host.running_task_slots += task.required_slots
                 state.running[owner.key].add(task.key)
             elif task.state == "active" and owner.state == "active":
                 state.ready[owner.key].append(task.key)

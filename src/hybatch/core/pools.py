@@ -116,7 +116,7 @@ def _resize(ctx: Ctx, pool: PoolRecord, dedicated: int, low: int,
         surplus = len(members) - target
         if surplus > 0:
             # prefer idle nodes, then the least busy
-            victims = sorted(members, key=lambda n: (n.running_tasks, n.state != "idle", n.id))
+            victims = sorted(members, key=lambda n: (len(n.task_keys), n.state != "idle", n.id))
             for node in victims[:surplus]:
                 _remove_node(ctx, node, option)
     _settle_allocation(ctx, pool)
@@ -132,25 +132,29 @@ def _add_node(ctx: Ctx, pool: PoolRecord, is_dedicated: bool) -> None:
 
 
 def _remove_node(ctx: Ctx, node: NodeRecord, option: str) -> None:
-    """Start removing a node; its running tasks follow the deallocation option."""
+    """Start removing a node: attempts queued there go back to their jobs; running ones
+    follow the deallocation option (requeue / terminate now, or let them finish)."""
     if node.removing:
         return
     node.removing = True
     node.state = "leavingpool"
     node.state_transition_time = ctx.now
     ctx.state.touch(node, ctx.now)
-    if option in ("requeue", "terminate"):
-        reason = KILL_REQUEUE if option == "requeue" else KILL_TERMINATE
-        for key in list(node.task_keys):
-            task = ctx.state.tasks.get(key)
-            if task is not None:
-                kill_attempt(ctx, task, reason)
+    running_reason = {"requeue": KILL_REQUEUE, "terminate": KILL_TERMINATE}.get(option)
+    for key in list(node.task_keys):
+        task = ctx.state.tasks.get(key)
+        if task is None:
+            continue
+        if task.offered:
+            kill_attempt(ctx, task, KILL_REQUEUE)
+        elif running_reason is not None:
+            kill_attempt(ctx, task, running_reason)
     release_if_drained(ctx, node)
 
 
 def release_if_drained(ctx: Ctx, node: NodeRecord) -> None:
     """A node being removed is released once no task runs on it."""
-    if node.removing and node.running_tasks == 0:
+    if node.removing and not node.task_keys:
         ctx.effects.append(ReleaseNode(pool_id=node.pool_id, node_id=node.id))
 
 

@@ -210,7 +210,7 @@ def present_task(task: TaskRecord, base_url: str, node_root_url: str | None = No
             "lastRequeueTime": iso(task.last_requeue_time),
         }),
     }))
-    if task.node_id is not None and task.pool_id is not None:
+    if task.node_id is not None and task.pool_id is not None and task.state != "active":
         node_url = f"{base_url}/pools/{seg(task.pool_id)}/nodes/{seg(task.node_id)}"
         task_dir = f"workitems/{task.job_id}/job-1/{task.id}"
         out["nodeInfo"] = {

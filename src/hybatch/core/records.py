@@ -85,9 +85,11 @@ class NodeRecord:
     last_boot_time: datetime | None = None
     running_tasks: int = 0
     running_task_slots: int = 0
+    offered_slots: int = 0
+    """Slots of attempts offered to the node and not started yet (its local queue)."""
     total_tasks_run: int = 0
     total_tasks_succeeded: int = 0
-    # (job_id, task_id) of tasks currently placed on this node
+    # keys of tasks with an attempt on this node: offered (queued there) or running
     task_keys: list[tuple[str, str]] = field(default_factory=list)
     ip_address: str = "127.0.0.1"
     errors: list[ResizeErrorRecord] = field(default_factory=list)
@@ -101,7 +103,15 @@ class NodeRecord:
 
     @property
     def free_slots(self) -> int:
-        return self.slots - self.running_task_slots
+        """Slots neither running nor promised to an offered attempt (negative when the node
+        has a queue beyond its slots)."""
+        return self.slots - self.running_task_slots - self.offered_slots
+
+    @property
+    def queue_room(self) -> int:
+        """Slots that may still be offered: one round of look-ahead beyond the node's slots,
+        so the node starts its next task the moment one ends, without a service round trip."""
+        return 2 * self.slots - self.running_task_slots - self.offered_slots
 
 
 @dataclass(slots=True)
@@ -138,6 +148,8 @@ class JobRecord:
     terminate_reason: str | None = None
     last_modified: datetime | None = None
     counts: TaskCountsRecord = field(default_factory=TaskCountsRecord)
+    mean_task_seconds: float | None = None
+    """Moving average of this job's attempt run times (node clock); decides look-ahead."""
     next_task_seq: int = 0
     version: int = 0
     etag: str = ""
@@ -192,6 +204,8 @@ class TaskRecord:
     node_id: str | None = None
     pool_id: str | None = None
     attempt: int = 0
+    offered: bool = False
+    """The current attempt is offered to ``node_id`` and has not started (state active)."""
     kill_requested: str | None = None  # reason a KillTask was sent for the running attempt
     # constraints resolved at creation/update (seconds; None = unlimited)
     max_wall_clock_s: float | None = None
@@ -207,3 +221,8 @@ class TaskRecord:
     @property
     def required_slots(self) -> int:
         return self.spec.required_slots or 1
+
+    @property
+    def in_flight(self) -> bool:
+        """An attempt exists on a node: offered (not started yet) or running."""
+        return self.offered or self.state in ("running", "preparing")

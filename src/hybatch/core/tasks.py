@@ -30,7 +30,7 @@ from hybatch.core.commands import (
 from hybatch.core.context import Ctx, check_precondition, seconds
 from hybatch.core.effects import DeleteTaskFiles, ReleaseNode, StartTask, TaskLaunch
 from hybatch.core.errors import DomainError, conflict, exists, not_found
-from hybatch.core.events import TaskExited, TaskLost
+from hybatch.core.events import TaskExited, TaskLost, TaskStarted
 from hybatch.core.records import (
     FailureInfoRecord,
     JobRecord,
@@ -190,24 +190,20 @@ def _add_one(ctx: Ctx, job: JobRecord, spec: BatchTaskCreateOptions) -> TaskReco
 # ------------------------------------------------------------------ running
 
 
-def start_on_node(ctx: Ctx, job: JobRecord, task: TaskRecord, node: NodeRecord) -> None:
-    """Place one attempt of ``task`` on ``node`` and ask the backend to run it."""
+def offer_to_node(ctx: Ctx, job: JobRecord, task: TaskRecord, node: NodeRecord) -> None:
+    """Offer one attempt of ``task`` to ``node``: the node queues it and starts it when it has
+    the slots; the task stays active until the node reports it started."""
     task.attempt += 1
+    task.offered = True
     task.node_id = node.id
     task.pool_id = node.pool_id
-    task.start_time = ctx.now
     task.end_time = None
     task.exit_code = None
     task.kill_requested = None
-    set_task_state(ctx, job, task, "running")
+    ctx.state.touch(task, ctx.now)
     ctx.state.running.setdefault(job.key, set()).add(task.key)
-    node.running_tasks += 1
-    node.running_task_slots += task.required_slots
-    node.total_tasks_run += 1
+    node.offered_slots += task.required_slots
     node.task_keys.append(task.key)
-    if node.state == "idle":
-        node.state = "running"
-        node.state_transition_time = ctx.now
     ctx.state.touch(node, ctx.now)
     env: list[tuple[str, str]] = []
     for setting in job.spec.common_environment_settings or []:
@@ -217,8 +213,29 @@ def start_on_node(ctx: Ctx, job: JobRecord, task: TaskRecord, node: NodeRecord) 
     ctx.effects.append(StartTask(TaskLaunch(
         pool_id=node.pool_id, node_id=node.id, job_id=job.id, task_id=task.id,
         attempt=task.attempt, command_line=task.spec.command_line, environment=tuple(env),
-        max_wall_clock_s=task.max_wall_clock_s,
+        max_wall_clock_s=task.max_wall_clock_s, required_slots=task.required_slots,
     )))
+
+
+def on_task_started(ctx: Ctx, event: TaskStarted) -> None:
+    """The node started an offered attempt: the task is running from the node's clock."""
+    task = ctx.state.tasks.get(task_key(event.job_id, event.task_id))
+    if task is None or not task.offered or task.attempt != event.attempt:
+        return
+    job = ctx.state.jobs[task.key[0]]
+    node = ctx.state.nodes.get((task.node_id or "").lower())
+    task.offered = False
+    task.start_time = event.start_time
+    if node is not None:
+        node.offered_slots -= task.required_slots
+        node.running_tasks += 1
+        node.running_task_slots += task.required_slots
+        node.total_tasks_run += 1
+        if node.state == "idle":
+            node.state = "running"
+            node.state_transition_time = ctx.now
+        ctx.state.touch(node, ctx.now)
+    set_task_state(ctx, job, task, "running")
 
 
 def _release_slot(ctx: Ctx, task: TaskRecord) -> NodeRecord | None:
@@ -229,12 +246,15 @@ def _release_slot(ctx: Ctx, task: TaskRecord) -> NodeRecord | None:
         return None
     if task.key in node.task_keys:
         node.task_keys.remove(task.key)
-        node.running_tasks -= 1
-        node.running_task_slots -= task.required_slots
+        if task.offered:
+            node.offered_slots -= task.required_slots
+        else:
+            node.running_tasks -= 1
+            node.running_task_slots -= task.required_slots
     if node.running_tasks == 0 and node.state == "running":
         node.state = "idle"
         node.state_transition_time = ctx.now
-    if node.removing and node.running_tasks == 0:
+    if node.removing and not node.task_keys:
         ctx.effects.append(ReleaseNode(pool_id=node.pool_id, node_id=node.id))
     ctx.state.touch(node, ctx.now)
     ctx.state.pools_to_place.add(node.pool_id.lower())
@@ -245,12 +265,13 @@ def on_task_exited(ctx: Ctx, event: TaskExited) -> None:
     """Apply one attempt's end: retry, requeue or complete, then job-level consequences."""
     key = task_key(event.job_id, event.task_id)
     task = ctx.state.tasks.get(key)
-    if task is None or task.state not in ("running", "preparing"):
-        return
-    if task.attempt != event.attempt:
+    if task is None or not task.in_flight or task.attempt != event.attempt:
         return
     job = ctx.state.jobs[key[0]]
+    if not task.offered and event.start_time is not None:
+        _learn_run_time(job, (event.end_time - event.start_time).total_seconds())
     node = _release_slot(ctx, task)
+    task.offered = False
     task.end_time = event.end_time
     task.exit_code = event.exit_code
     reason = task.kill_requested
@@ -290,6 +311,13 @@ def on_task_exited(ctx: Ctx, event: TaskExited) -> None:
     _complete(ctx, job, task, "failure", failure)
 
 
+def _learn_run_time(job: JobRecord, seconds: float) -> None:
+    """Exponential moving average of attempt run times (weight 0.2 for the newest)."""
+    seconds = max(seconds, 0.0)
+    previous = job.mean_task_seconds
+    job.mean_task_seconds = seconds if previous is None else 0.8 * previous + 0.2 * seconds
+
+
 def on_task_lost(ctx: Ctx, event: TaskLost) -> None:
     task = ctx.state.tasks.get(task_key(event.job_id, event.task_id))
     if task is not None and task.attempt == event.attempt:
@@ -298,10 +326,11 @@ def on_task_lost(ctx: Ctx, event: TaskLost) -> None:
 
 def requeue_lost(ctx: Ctx, task: TaskRecord) -> None:
     """The task's node is gone: no exit will come. Requeue, or finish a pending kill."""
-    if task.state not in ("running", "preparing"):
+    if not task.in_flight:
         return
     job = ctx.state.jobs[task.job_id.lower()]
     _release_slot(ctx, task)
+    task.offered = False
     reason = task.kill_requested
     task.kill_requested = None
     task.end_time = ctx.now
@@ -359,12 +388,12 @@ def terminate_task(ctx: Ctx, cmd: TerminateTask) -> TaskRecord:
     check_precondition(task.etag, task.last_modified, cmd.precondition)
     if task.state == "completed":
         raise conflict("TaskCompleted", "The specified task is already completed.")
-    if task.state == "active":
+    if task.in_flight:
+        kill_attempt(ctx, task, KILL_TERMINATE)  # its exit report completes it
+    else:
         _unqueue(ctx, job, task)
         _complete(ctx, job, task, "failure", FailureInfoRecord(
             category="usererror", code="TaskEnded", message="The task was terminated."))
-    else:
-        kill_attempt(ctx, task, KILL_TERMINATE)
     return task
 
 
@@ -403,20 +432,21 @@ def remove_task(ctx: Ctx, job: JobRecord, task: TaskRecord) -> None:
     counts = job.counts
     slots = task.required_slots
     bucket = _bucket(task.state)
+    if task.in_flight:
+        kill_attempt(ctx, task, KILL_DELETE)
+        _release_slot(ctx, task)
     if bucket == "active":
         counts.active -= 1
         counts.active_slots -= slots
     elif bucket == "running":
         counts.running -= 1
         counts.running_slots -= slots
-        kill_attempt(ctx, task, KILL_DELETE)
-        _release_slot(ctx, task)
     else:
         _count_completed(job, task, -1)
     if task.node_id is not None:
         ctx.effects.append(DeleteTaskFiles(pool_id=task.pool_id or "", node_id=task.node_id,
                                            job_id=task.job_id, task_id=task.id))
-    if bucket == "active":
+    if bucket == "active" and not task.offered:
         _unqueue(ctx, job, task)
     ctx.state.drop_task(task)
     ctx.state.save_counters(job)

@@ -21,6 +21,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable
+from datetime import datetime
 
 from hybatch.core.effects import TaskLaunch
 from hybatch.core.records import FailureInfoRecord
@@ -43,6 +44,8 @@ AttemptKey = tuple[str, str, str, int]
 """(node id, lower-cased job id, lower-cased task id, attempt): Batch ids are case-insensitive."""
 
 ExitCallback = Callable[[ExitRecord], None]
+StartCallback = Callable[[TaskLaunch, datetime], None]
+"""Called when an attempt's process has started (from a spawner thread)."""
 
 _log = logging.getLogger(__name__)
 
@@ -70,8 +73,9 @@ class TaskSupervisor:
     """
 
     def __init__(self, on_exit: ExitCallback, *, timeout_grace_s: float = 0.0,
-                 spawners: int = 4) -> None:
+                 spawners: int = 4, on_start: StartCallback | None = None) -> None:
         self._on_exit = on_exit
+        self._on_start = on_start
         self._grace = timeout_grace_s
         self._lock = threading.Lock()
         self._by_key: dict[AttemptKey, Attempt] = {}
@@ -140,6 +144,12 @@ class TaskSupervisor:
             if outcome.deadline is not None:
                 self._push(outcome.deadline, _DEADLINE, key)
                 wake = outcome.deadline < self._next_wake
+        if self._on_start is not None:
+            # reported before the pidfd is watched, so a start always precedes its exit
+            try:
+                self._on_start(launch, outcome.start_time)
+            except Exception:
+                _log.exception("start callback failed for %s/%s", launch.job_id, launch.task_id)
         # epoll_ctl is thread-safe; the dict entry exists before the fd can fire.
         self._epoll.register(outcome.pidfd, select.EPOLLIN)
         if wake:

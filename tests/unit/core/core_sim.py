@@ -37,9 +37,12 @@ from hybatch.core.effects import (
 )
 from hybatch.core.errors import DomainError
 from hybatch.core.events import (
+    NodeLost,
     NodeReady,
     NodeReleased,
     TaskExited,
+    TaskLost,
+    TaskStarted,
 )
 from hybatch.core.machine import BatchCore, Message
 from hybatch.core.records import (
@@ -143,6 +146,10 @@ class Sim:
     provisioning: list[ProvisionNode] = field(default_factory=list)  # not yet reported
     releasing: list[ReleaseNode] = field(default_factory=list)  # not yet reported
     store: dict[TaskKey, TaskRecord] = field(default_factory=dict)  # the "store" of tasks
+    auto_start: bool = True  # nodes start offered attempts when they have the slots
+    queued: dict[str, list[TaskLaunch]] = field(default_factory=dict)  # offered, not started
+    busy: dict[str, int] = field(default_factory=dict)  # slots of started attempts per node
+    last_started: list[TaskLaunch] = field(default_factory=list)  # started by latest send()
 
     # -------------------------------------------------------------- time and messages
 
@@ -153,15 +160,42 @@ class Sim:
     def send(self, message: Message) -> Any:
         """Handle one message (plus node feedback when ``auto_nodes``); return its result."""
         self.last = []
+        self.last_started = []
         result = self._handle(message)
-        while self.auto_nodes and (self.provisioning or self.releasing):
-            if self.provisioning:
+        while True:
+            if self.auto_nodes and self.provisioning:
                 effect = self.provisioning.pop(0)
                 self._handle(NodeReady(effect.node_id))
-            else:
+            elif self.auto_nodes and self.releasing:
                 release = self.releasing.pop(0)
                 self._handle(NodeReleased(release.node_id))
-        return result
+            elif not (self.auto_start and self._start_next()):
+                return result
+
+    def _start_next(self) -> bool:
+        """Like a node: start the first queued attempt that fits its free slots."""
+        for node_id, queue in self.queued.items():
+            node = self.core.state.nodes.get(node_id.lower())
+            if not queue or node is None:
+                continue
+            launch = queue[0]
+            if self.busy.get(node_id, 0) + launch.required_slots > node.slots:
+                continue
+            queue.pop(0)
+            self.last_started.append(launch)
+            self.busy[node_id] = self.busy.get(node_id, 0) + launch.required_slots
+            self._handle(TaskStarted(job_id=launch.job_id, task_id=launch.task_id,
+                                     attempt=launch.attempt, start_time=self.now))
+            return True
+        return False
+
+    def _forget_launch(self, launch: TaskLaunch) -> None:
+        """An attempt ended: free its slots, or drop it from its node's queue."""
+        queue = self.queued.get(launch.node_id, [])
+        if launch in queue:
+            queue.remove(launch)
+        else:
+            self.busy[launch.node_id] = self.busy.get(launch.node_id, 0) - launch.required_slots
 
     def adopt_targets(self, message: Message) -> None:
         """Load the stored tasks a command targets, as the runtime does before handling it."""
@@ -173,6 +207,13 @@ class Sim:
                     self.core.adopt([copy.copy(stored)])  # a fresh record, as a store read
 
     def _handle(self, message: Message) -> Any:
+        if isinstance(message, TaskLost):  # the node no longer holds that attempt
+            launch = self.launches.get(task_key(message.job_id, message.task_id))
+            if launch is not None and launch.attempt == message.attempt:
+                self._forget_launch(launch)
+        elif isinstance(message, NodeLost):
+            self.queued.pop(message.node_id, None)
+            self.busy.pop(message.node_id, None)
         self.adopt_targets(message)
         out = self.core.handle(message, self.now)
         self.absorb(out.effects)
@@ -187,6 +228,7 @@ class Sim:
             if isinstance(effect, StartTask):
                 launch = effect.launch
                 self.launches[task_key(launch.job_id, launch.task_id)] = launch
+                self.queued.setdefault(launch.node_id, []).append(launch)
             elif isinstance(effect, ProvisionNode):
                 self.provisioning.append(effect)
             elif isinstance(effect, ReleaseNode) and all(
@@ -240,6 +282,8 @@ class Sim:
              failure: FailureInfoRecord | None = None) -> None:
         """Report the end of the task's latest (or the given) attempt."""
         launch = self.launch(job_id, task_id)
+        if attempt is None or attempt == launch.attempt:
+            self._forget_launch(launch)
         self.send(TaskExited(job_id=job_id, task_id=task_id,
                              attempt=launch.attempt if attempt is None else attempt,
                              exit_code=code, start_time=self.now, end_time=self.now,
@@ -324,6 +368,11 @@ class Sim:
                 "failed": c.failed_slots}
 
     def started(self) -> list[TaskLaunch]:
+        """Attempts whose process a node started during the latest send()."""
+        return list(self.last_started)
+
+    def offered(self) -> list[TaskLaunch]:
+        """Attempts offered to nodes (StartTask effects) by the latest send()."""
         return [e.launch for e in self.last if isinstance(e, StartTask)]
 
     def kinds(self) -> Counter[str]:
