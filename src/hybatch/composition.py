@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from hybatch.api.app import create_app
+from hybatch.backends.agent import AgentBackend
 from hybatch.backends.local import LocalBackend
 from hybatch.core.machine import BatchCore
 from hybatch.runtime.clock import RandomNodeIds, SystemClock
@@ -60,7 +61,7 @@ class Server:
     settings: Settings
     account: Account
     store: SqlStore
-    backend: LocalBackend
+    backend: AgentBackend | LocalBackend
     core: BatchCore
     loop: WriterLoop
     service: BatchService
@@ -93,7 +94,11 @@ def build_server(settings: Settings) -> Server:
     account = load_account(settings)
     base_url = settings.resolved_public_url()
     store = SqlStore(settings.resolved_database_url())
-    backend = LocalBackend(settings.resolved_node_root(), account.name, base_url)
+    backend: AgentBackend | LocalBackend
+    if settings.node_agent:
+        backend = AgentBackend(settings.resolved_node_root(), account.name, base_url)
+    else:
+        backend = LocalBackend(settings.resolved_node_root(), account.name, base_url)
     core = BatchCore(RandomNodeIds())
     loop = WriterLoop(core=core, store=store, backend=backend, clock=SystemClock(),
                       tick_seconds=settings.tick_seconds)

@@ -20,6 +20,9 @@ class Settings(BaseSettings):
     node_root: Path | None = None
     """Where local nodes keep their directories (the Batch node's temporary disk); default
     ``<data_dir>/nodes``. A tmpfs here makes task set-up much cheaper on slow disks."""
+    node_agent: bool = True
+    """Run local nodes in a node-agent child process (its own interpreter and GIL) rather
+    than in the service process."""
     database_url: str | None = None
     """SQLAlchemy URL; default is SQLite (WAL) in the data directory."""
     account_name: str | None = None

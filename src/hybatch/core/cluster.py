@@ -58,6 +58,8 @@ class ClusterState:
         self.pools_to_place: set[str] = set()
         self.changes = ChangeSet()
         self.job_seq = 0
+        # completed tasks loaded from the store for this turn's commands (evicted after it)
+        self.adopted: set[tuple[str, str]] = set()
 
     # ------------------------------------------------------------------ lookups
 
@@ -148,7 +150,9 @@ class ClusterState:
         if (task.state != "completed" or key in self.changes.deleted_tasks
                 or key[0] in self.changes.deleted_jobs):
             return
-        self.tasks.setdefault(key, task)
+        if key not in self.tasks:
+            self.tasks[key] = task
+            self.adopted.add(key)
 
     def drop_task(self, task: TaskRecord) -> None:
         key = task.key
@@ -164,8 +168,14 @@ class ClusterState:
         """Hand the turn's changes to the runtime and evict completed tasks from memory."""
         changes = self.changes
         self.changes = ChangeSet()
-        for key in [k for k, t in self.tasks.items() if t.state == "completed"]:
-            del self.tasks[key]
+        # only tasks touched this turn can have completed (or been adopted for a command)
+        for key in [k for k, t in changes.tasks.items() if t.state == "completed"]:
+            self.tasks.pop(key, None)
+        for key in self.adopted:
+            task = self.tasks.get(key)
+            if task is not None and task.state == "completed":
+                del self.tasks[key]
+        self.adopted.clear()
         return changes
 
     # ------------------------------------------------------------------ checks

@@ -33,7 +33,7 @@ def recover(core: BatchCore, store: Store, backend: ComputeBackend) -> list[Even
                                                  slots=node.slots, is_dedicated=node.is_dedicated))
     events: list[Event] = []
     for task in tasks:
-        if task.state not in ("running", "preparing") or task.node_id is None:
+        if not task.in_flight or task.node_id is None:
             continue
         exited = backend.collect_exit(task.pool_id or "", task.node_id, task.job_id, task.id,
                                       task.attempt)

@@ -78,6 +78,12 @@ class SqlDialect:
             with conn.begin():
                 yield conn
 
+    def writer_connection(self, engine: Engine) -> Connection:
+        """A connection kept open for writes (the writer thread's own)."""
+        conn = engine.connect()
+        conn.execution_options(**{_WRITE: True})
+        return conn
+
     def _read_options(self) -> dict[str, Any]:
         return {}
 

@@ -80,6 +80,9 @@ class SqlStore:
         )
         with self._write() as conn:  # serialised with other writers (SQLite: BEGIN IMMEDIATE)
             tables.metadata.create_all(conn)
+        self._turn_conn: Connection | None = None
+        """The writer thread's own connection for ``apply``: kept open, so a loop turn pays
+        no pool check-out, check-in and reset."""
         t = tables
         self._upsert = {
             tb.name: BulkUpsert(self._dialect, self._engine, tb)
@@ -108,6 +111,15 @@ class SqlStore:
         with self._lock, self._dialect.writing(self._engine) as conn:
             yield conn
 
+    @contextmanager
+    def _write_turn(self) -> Iterator[Connection]:
+        """A write transaction on the long-lived turn connection (one writer thread)."""
+        with self._lock:
+            if self._turn_conn is None or self._turn_conn.closed:
+                self._turn_conn = self._dialect.writer_connection(self._engine)
+            with self._turn_conn.begin():
+                yield self._turn_conn
+
     # ------------------------------------------------------------------ writes
 
     def apply(self, changes: Changes) -> None:
@@ -125,7 +137,7 @@ class SqlStore:
         deleted_nodes = [{"k": k.lower()} for k in changes.deleted_nodes]
         deleted_jobs = [{"k": k.lower()} for k in changes.deleted_jobs]
         deleted_tasks = [{"j": j.lower(), "k": k.lower()} for j, k in changes.deleted_tasks]
-        with self._write() as conn:
+        with self._write_turn() as conn:
             if deleted_tasks:
                 conn.execute(self._delete_tasks, deleted_tasks)
             if deleted_jobs:
@@ -262,4 +274,7 @@ class SqlStore:
         return self._list(codec.TASKS, t, t.c.job_key == job_key.lower(), query)
 
     def close(self) -> None:
+        if self._turn_conn is not None:
+            self._turn_conn.close()
+            self._turn_conn = None
         self._engine.dispose()

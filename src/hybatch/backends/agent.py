@@ -1,0 +1,209 @@
+"""The local backend in a child process: the node agent.
+
+Spawning, reaping, exit records and slot gating run in a separate interpreter (its own GIL),
+so task churn never competes with the service's writer thread for the lock. The service side
+(``AgentBackend``) forwards effects over a pipe and feeds the events the agent sends back to
+the service's sink; reading files and exit records needs no round trip (same host, same
+paths), so those run service-side.
+
+The agent is a child of the service and stops with it (a clean stop kills its tasks unreported
+so recovery requeues them; see ADR 0002). Imports: ports, core effects/events, node runtime,
+the local backend.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Mapping
+from multiprocessing.connection import Connection
+from pathlib import Path
+
+from hybatch.backends.local import LocalBackend
+from hybatch.core.effects import DeleteTaskFiles, KillTask, ProvisionNode, ReleaseNode, TaskLaunch
+from hybatch.core.events import Event, TaskExited
+from hybatch.node.files import LocalNodeFiles
+from hybatch.node.layout import NodeLayout, check_path_id
+from hybatch.node.process import read_exit_record
+from hybatch.ports import EventSink, NodeFiles
+
+_log = logging.getLogger(__name__)
+
+_READY = "ready"
+AgentMessage = ProvisionNode | ReleaseNode | TaskLaunch | KillTask | DeleteTaskFiles | None
+
+
+class AgentBackend:
+    """:class:`hybatch.ports.ComputeBackend` whose nodes live in a node-agent process."""
+
+    def __init__(self, root: Path, account_name: str, account_url: str, *,
+                 base_environment: Mapping[str, str] | None = None,
+                 start_timeout_s: float = 60.0) -> None:
+        self._root = Path(root).absolute()
+        self._args = (self._root, account_name, account_url,
+                      dict(base_environment) if base_environment is not None else None)
+        self._start_timeout = start_timeout_s
+        self._conn: Connection | None = None
+        self._process: subprocess.Popen[bytes] | None = None
+        self._reader: threading.Thread | None = None
+        self._send_lock = threading.Lock()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self, sink: EventSink) -> None:
+        if self._process is not None:
+            raise RuntimeError("AgentBackend already started")
+        ours, theirs = socket.socketpair()
+        root, account_name, account_url, base_env = self._args
+        config = json.dumps({"root": str(root), "accountName": account_name,
+                             "accountUrl": account_url, "baseEnvironment": base_env})
+        # a fresh interpreter (not fork: the service has threads; not multiprocessing's spawn:
+        # that re-imports the caller's __main__)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "hybatch.backends.agent", "--fd", str(theirs.fileno()),
+             "--config", config], pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL)
+        theirs.close()
+        parent = Connection(ours.detach())
+        if not parent.poll(self._start_timeout) or parent.recv() != _READY:
+            process.kill()
+            raise RuntimeError("the node agent did not start")
+        self._conn, self._process = parent, process
+        self._reader = threading.Thread(target=self._read_events, args=(parent, sink),
+                                        name="hybatch-agent-events", daemon=True)
+        self._reader.start()
+
+    def close(self) -> None:
+        """Stop the agent: it kills what still runs and reports nothing more."""
+        if self._process is None:
+            return
+        try:
+            self._send(None)
+            self._process.wait(timeout=30)
+        except (OSError, subprocess.TimeoutExpired):
+            self._process.kill()
+            self._process.wait()
+        if self._reader is not None:
+            self._reader.join(timeout=5)
+        if self._conn is not None:
+            self._conn.close()
+        self._process = None
+
+    def _send(self, message: AgentMessage) -> None:
+        if self._conn is None:
+            raise RuntimeError("AgentBackend is not started")
+        with self._send_lock:
+            self._conn.send(message)
+
+    @staticmethod
+    def _read_events(conn: Connection, sink: EventSink) -> None:
+        while True:
+            try:
+                event: Event = conn.recv()
+            except (EOFError, OSError):
+                return
+            try:
+                sink(event)
+            except Exception:
+                _log.exception("event sink failed for %r", event)
+
+    # ------------------------------------------------------------------ effects
+
+    def provision_node(self, effect: ProvisionNode) -> None:
+        self._send(effect)
+
+    def release_node(self, effect: ReleaseNode) -> None:
+        self._send(effect)
+
+    def start_task(self, launch: TaskLaunch) -> None:
+        self._send(launch)
+
+    def kill_task(self, effect: KillTask) -> None:
+        self._send(effect)
+
+    def delete_task_files(self, effect: DeleteTaskFiles) -> None:
+        self._send(effect)
+
+    # ------------------------------------------------------------------ same-host reads
+
+    def node_root(self, pool_id: str, node_id: str) -> Path:
+        return self._root / check_path_id(pool_id, "pool id") / check_path_id(node_id, "node id")
+
+    def node_files(self, pool_id: str, node_id: str) -> NodeFiles:
+        return LocalNodeFiles(self.node_root(pool_id, node_id))
+
+    def collect_exit(self, pool_id: str, node_id: str, job_id: str, task_id: str,
+                     attempt: int) -> TaskExited | None:
+        try:
+            task_dir = NodeLayout(self.node_root(pool_id, node_id)).task_dir(job_id, task_id)
+        except ValueError:
+            return None
+        record = read_exit_record(task_dir)
+        if record is None or record.attempt != attempt:
+            return None
+        return record.to_event()
+
+
+def run_agent(conn: Connection, root: Path, account_name: str, account_url: str,
+              base_environment: dict[str, str] | None) -> None:
+    """The agent process: a LocalBackend driven by messages from the service."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the service decides when we stop
+    backend = LocalBackend(root, account_name, account_url, base_environment=base_environment)
+    send_lock = threading.Lock()
+
+    def sink(event: Event) -> None:
+        with send_lock:
+            conn.send(event)
+
+    backend.start(sink)
+    conn.send(_READY)
+    try:
+        while True:
+            try:
+                message: AgentMessage = conn.recv()
+            except (EOFError, OSError):
+                break  # the service is gone
+            if message is None:
+                break
+            _dispatch(backend, message)
+    finally:
+        backend.close()
+        conn.close()
+
+
+def _dispatch(backend: LocalBackend, message: AgentMessage) -> None:
+    try:
+        if isinstance(message, TaskLaunch):
+            backend.start_task(message)
+        elif isinstance(message, KillTask):
+            backend.kill_task(message)
+        elif isinstance(message, ProvisionNode):
+            backend.provision_node(message)
+        elif isinstance(message, ReleaseNode):
+            backend.release_node(message)
+        elif isinstance(message, DeleteTaskFiles):
+            backend.delete_task_files(message)
+    except Exception:
+        _log.exception("node agent failed on %r", message)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="hybatch node agent (started by the service)")
+    parser.add_argument("--fd", type=int, required=True)
+    parser.add_argument("--config", required=True)
+    args = parser.parse_args()
+    config = json.loads(args.config)
+    logging.basicConfig(level=logging.WARNING)
+    os.set_inheritable(args.fd, False)
+    run_agent(Connection(args.fd), Path(config["root"]), config["accountName"],
+              config["accountUrl"], config["baseEnvironment"])
+
+
+if __name__ == "__main__":
+    main()
