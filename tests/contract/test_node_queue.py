@@ -46,16 +46,22 @@ def _started(events: Events, task_id: str) -> int:
 def test_offers_beyond_the_slots_wait_and_start_in_order(
         backend: tuple[ComputeBackend, Events], tmp_path: Path) -> None:
     port, events = backend
-    gate = tmp_path / "gate"
-    hold = f"/bin/sh -c 'while [ ! -e {gate} ]; do sleep 0.01; done'"
-    for task_id in ("a", "b", "c", "d"):
-        port.start_task(_launch(task_id, hold if task_id in "ab" else "/bin/true"))
+    gate_a, gate_b = tmp_path / "gate-a", tmp_path / "gate-b"
+    port.start_task(_launch("a", f"/bin/sh -c 'while [ ! -e {gate_a} ]; do sleep 0.01; done'"))
+    port.start_task(_launch("b", f"/bin/sh -c 'while [ ! -e {gate_b} ]; do sleep 0.01; done'"))
+    port.start_task(_launch("c", "/bin/true"))
+    port.start_task(_launch("d", "/bin/true"))
     events.wait_for(lambda e: isinstance(e, TaskStarted) and e.task_id == "b")
+    events.wait_for(lambda e: isinstance(e, TaskStarted) and e.task_id == "a")
     # both slots are held: c and d wait on the node, not started
     assert _started(events, "c") == _started(events, "d") == 0
-    gate.touch()
-    for task_id in "abcd":
-        assert events.exited(task_id).exit_code == 0
+    gate_a.touch()  # one slot frees: the first in line (c) takes it, then d after c ends
+    assert events.exited("c").exit_code == 0
+    assert events.exited("d").exit_code == 0
+    assert _started(events, "b") == 1 and events.count(
+        lambda e: isinstance(e, TaskExited) and e.task_id == "b") == 0  # b still holds a slot
+    gate_b.touch()
+    assert events.exited("b").exit_code == 0
     order = [e for e in events.items if isinstance(e, TaskStarted | TaskExited)]
     for task_id in "abcd":  # every start precedes its exit
         kinds = [type(e).__name__ for e in order if e.task_id == task_id]
