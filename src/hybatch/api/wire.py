@@ -155,8 +155,9 @@ class Call:
 
     # ------------------------------------------------------------------ output
 
-    def _headers(self, etag: str | None = None, last_modified: datetime | None = None,
-                 data_service_id: str | None = None) -> dict[str, str]:
+    def headers(self, etag: str | None = None, last_modified: datetime | None = None,
+                data_service_id: str | None = None) -> dict[str, str]:
+        """Batch's response headers: request id, data-service version, concurrency data."""
         headers = {"request-id": self.request_id, "DataServiceVersion": "3.0"}
         if etag:
             headers["ETag"] = etag
@@ -175,7 +176,7 @@ class Call:
         if metadata is not None:
             body = {"odata.metadata": f"{self.base_url}/$metadata#{metadata}", **body}
         return Response(json.dumps(body), status_code=status, media_type=JSON_TYPE,
-                        headers=self._headers(etag, last_modified))
+                        headers=self.headers(etag, last_modified))
 
     def listing(self, listing: Listing, metadata: str) -> Response:
         items = listing.items
@@ -188,7 +189,7 @@ class Call:
         if listing.next_token is not None:
             body["odata.nextLink"] = self.next_link(listing.next_token)
         return Response(json.dumps(body), status_code=200, media_type=JSON_TYPE,
-                        headers=self._headers())
+                        headers=self.headers())
 
     def next_link(self, token: str) -> str:
         """Absolute link carrying api-version and the caller's query options."""
@@ -198,11 +199,11 @@ class Call:
         return f"{self.base_url}{self.request.url.path}?{urlencode(params)}"
 
     def written(self, written: Written, status: int) -> Response:
-        return Response(b"", status_code=status, headers=self._headers(
+        return Response(b"", status_code=status, headers=self.headers(
             written.etag, written.last_modified, written.url))
 
     def empty(self, status: int) -> Response:
-        return Response(b"", status_code=status, headers=self._headers())
+        return Response(b"", status_code=status, headers=self.headers())
 
 
 def parse_model(model: type[M], data: dict[str, Any]) -> M:

@@ -79,7 +79,7 @@ def _stat(files: NodeFiles, full: str, shown: str) -> FileInfo:
 
 
 def _file_headers(call: Call, info: FileInfo, url: str, name: str) -> dict[str, str]:
-    headers = call._headers(f"0x{int(info.last_modified.timestamp() * 1e6):X}",
+    headers = call.headers(f"0x{int(info.last_modified.timestamp() * 1e6):X}",
                             info.last_modified)
     headers.update({
         "ocp-creation-time": http_date(info.creation_time),

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
 from starlette.responses import Response
 
 from hybatch.api.errors import error_body
 from hybatch.api.handlers.common import conditional, endpoint
-from hybatch.api.wire import Call, http_date, parse_model
+from hybatch.api.wire import Call, parse_model
 from hybatch.core import commands as cmd
 from hybatch.core.errors import DomainError
 from hybatch.core.present import iso
@@ -104,8 +106,6 @@ async def add_task_collection(call: Call, service: BatchService, jobId: str) -> 
         raise DomainError("RequestBodyTooLarge", "The request body is too large; a task "
                           "collection may be at most 1 MB.",
                           details={"MaxLimit": str(COLLECTION_LIMIT_BYTES)})
-    import json
-
     try:
         data = json.loads(raw or b"{}")
     except ValueError as error:
@@ -176,5 +176,3 @@ async def reactivate_task(call: Call, service: BatchService, jobId: str, taskId:
     assert written is not None
     return call.written(written, 204)
 
-
-__all__ = ["http_date"]

@@ -8,7 +8,7 @@ from hybatch.api.handlers.common import conditional, endpoint
 from hybatch.api.wire import Call
 from hybatch.core import commands as cmd
 from hybatch.core.errors import DomainError
-from hybatch.runtime.service import BatchService
+from hybatch.runtime.service import BatchService, Listing
 from hybatch.schema import (
     BatchNodeRemoveOptions,
     BatchPoolCreateOptions,
@@ -42,7 +42,7 @@ async def pool_exists(call: Call, service: BatchService, poolId: str) -> Respons
     except DomainError:
         return call.empty(404)
     return conditional(call, pool.etag, pool.last_modified) or Response(
-        b"", 200, headers=call._headers(pool.etag, pool.last_modified))
+        b"", 200, headers=call.headers(pool.etag, pool.last_modified))
 
 
 @endpoint
@@ -125,15 +125,11 @@ SUPPORTED_IMAGES: list[dict[str, object]] = [
 
 @endpoint
 async def supported_images(call: Call, service: BatchService) -> Response:
-    from hybatch.runtime.service import Listing
-
     return call.listing(Listing(list(SUPPORTED_IMAGES), None), "supportedimages")
 
 
 @endpoint
 async def list_applications(call: Call, service: BatchService) -> Response:
-    from hybatch.runtime.service import Listing
-
     return call.listing(Listing([], None), "applications")
 
 
