@@ -29,9 +29,7 @@ from pathlib import Path
 from hybatch.backends.local import LocalBackend
 from hybatch.core.effects import DeleteTaskFiles, KillTask, ProvisionNode, ReleaseNode, TaskLaunch
 from hybatch.core.events import Event, TaskExited
-from hybatch.node.files import LocalNodeFiles
-from hybatch.node.layout import NodeLayout, check_path_id
-from hybatch.node.process import read_exit_record
+from hybatch.node.host import HostNodes
 from hybatch.ports import EventSink, NodeFiles
 
 _log = logging.getLogger(__name__)
@@ -47,6 +45,7 @@ class AgentBackend:
                  base_environment: Mapping[str, str] | None = None,
                  start_timeout_s: float = 60.0) -> None:
         self._root = Path(root).absolute()
+        self._host = HostNodes(self._root)
         self._args = (self._root, account_name, account_url,
                       dict(base_environment) if base_environment is not None else None)
         self._start_timeout = start_timeout_s
@@ -132,22 +131,12 @@ class AgentBackend:
 
     # ------------------------------------------------------------------ same-host reads
 
-    def node_root(self, pool_id: str, node_id: str) -> Path:
-        return self._root / check_path_id(pool_id, "pool id") / check_path_id(node_id, "node id")
-
     def node_files(self, pool_id: str, node_id: str) -> NodeFiles:
-        return LocalNodeFiles(self.node_root(pool_id, node_id))
+        return self._host.node_files(pool_id, node_id)
 
     def collect_exit(self, pool_id: str, node_id: str, job_id: str, task_id: str,
                      attempt: int) -> TaskExited | None:
-        try:
-            task_dir = NodeLayout(self.node_root(pool_id, node_id)).task_dir(job_id, task_id)
-        except ValueError:
-            return None
-        record = read_exit_record(task_dir)
-        if record is None or record.attempt != attempt:
-            return None
-        return record.to_event()
+        return self._host.collect_exit(pool_id, node_id, job_id, task_id, attempt)
 
 
 def run_agent(conn: Connection, root: Path, account_name: str, account_url: str,

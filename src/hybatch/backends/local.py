@@ -38,13 +38,11 @@ from hybatch.node.environment import (
     node_environment,
     task_environment,
 )
-from hybatch.node.files import LocalNodeFiles
-from hybatch.node.layout import NodeLayout, TaskPaths, check_path_id
+from hybatch.node.host import HostNodes
+from hybatch.node.layout import NodeLayout, TaskPaths
 from hybatch.node.process import (
     CODE_KILLED_BEFORE_START,
     ExitRecord,
-    read_exit_record,
-    utc_now,
 )
 from hybatch.node.supervisor import AttemptKey, TaskSupervisor, attempt_key, launch_key
 from hybatch.ports import EventSink, NodeFiles
@@ -109,6 +107,7 @@ class LocalBackend:
         timeout_grace_s: float = 0.0,
     ) -> None:
         self._root = Path(root).absolute()
+        self._host = HostNodes(self._root)
         self._account_name = account_name
         self._account_url = account_url
         self._base_env = dict(
@@ -129,7 +128,7 @@ class LocalBackend:
         return self._root
 
     def node_root(self, pool_id: str, node_id: str) -> Path:
-        return self._root / check_path_id(pool_id, "pool id") / check_path_id(node_id, "node id")
+        return self._host.node_root(pool_id, node_id)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -303,22 +302,9 @@ class LocalBackend:
     ) -> None:
         """An attempt that could not even be placed (unknown or leaving node, bad id)."""
         message = why or f"The node {launch.node_id!r} is not available to run tasks"
-        self._deliver(
-            ExitRecord(
-                pool_id=launch.pool_id,
-                node_id=launch.node_id,
-                job_id=launch.job_id,
-                task_id=launch.task_id,
-                attempt=launch.attempt,
-                exit_code=None,
-                start_time=None,
-                end_time=utc_now(),
-                failure=FailureInfoRecord(
-                    category=category, code=CODE_NODE_UNAVAILABLE, message=message
-                ),
-            ),
-            accepted=False,
-        )
+        failure = FailureInfoRecord(category=category, code=CODE_NODE_UNAVAILABLE,
+                                    message=message)
+        self._deliver(ExitRecord.never_started(launch, failure), accepted=False)
 
     def kill_task(self, effect: KillTask) -> None:
         """SIGKILL the attempt's process group; its TaskExited still follows (real status).
@@ -334,15 +320,9 @@ class LocalBackend:
             self._supervisor.kill(key)
 
     def _report_never_started(self, pending: Pending) -> None:
-        launch = pending[0]
-        self._deliver(ExitRecord(
-            pool_id=launch.pool_id, node_id=launch.node_id, job_id=launch.job_id,
-            task_id=launch.task_id, attempt=launch.attempt, exit_code=None, start_time=None,
-            end_time=utc_now(),
-            failure=FailureInfoRecord(category="usererror", code=CODE_KILLED_BEFORE_START,
-                                      message="The task was killed before its process "
-                                              "started"),
-        ), started=False)
+        failure = FailureInfoRecord(category="usererror", code=CODE_KILLED_BEFORE_START,
+                                    message="The task was killed before its process started")
+        self._deliver(ExitRecord.never_started(pending[0], failure), started=False)
 
     def delete_task_files(self, effect: DeleteTaskFiles) -> None:
         """Move the task directory aside at once (so a re-created task id starts clean), then
@@ -362,19 +342,11 @@ class LocalBackend:
     def collect_exit(
         self, pool_id: str, node_id: str, job_id: str, task_id: str, attempt: int
     ) -> TaskExited | None:
-        """After a restart: the outcome the node recorded for this attempt, if any (an older
-        attempt's record, or none, means the outcome is unknown)."""
-        try:
-            task_dir = NodeLayout(self.node_root(pool_id, node_id)).task_dir(job_id, task_id)
-        except ValueError:
-            return None
-        record = read_exit_record(task_dir)
-        if record is None or record.attempt != attempt:
-            return None
-        return record.to_event()
+        """After a restart: the outcome the node recorded for this attempt, if any."""
+        return self._host.collect_exit(pool_id, node_id, job_id, task_id, attempt)
 
     def node_files(self, pool_id: str, node_id: str) -> NodeFiles:
-        return LocalNodeFiles(self.node_root(pool_id, node_id))
+        return self._host.node_files(pool_id, node_id)
 
     # ------------------------------------------------------------------ outcomes
 

@@ -293,6 +293,21 @@ class ExitRecord:
     timed_out: bool = False
     failure: FailureInfoRecord | None = None
 
+    @classmethod
+    def of(cls, launch: TaskLaunch, *, exit_code: int | None, start_time: datetime | None,
+           end_time: datetime | None = None, timed_out: bool = False,
+           failure: FailureInfoRecord | None = None) -> ExitRecord:
+        """The record of one attempt of ``launch`` (end time: now unless given)."""
+        return cls(pool_id=launch.pool_id, node_id=launch.node_id, job_id=launch.job_id,
+                   task_id=launch.task_id, attempt=launch.attempt, exit_code=exit_code,
+                   start_time=start_time, end_time=end_time or utc_now(), timed_out=timed_out,
+                   failure=failure)
+
+    @classmethod
+    def never_started(cls, launch: TaskLaunch, failure: FailureInfoRecord) -> ExitRecord:
+        """An attempt whose process never ran (launch failure, killed while waiting)."""
+        return cls.of(launch, exit_code=None, start_time=None, failure=failure)
+
     def to_event(self) -> TaskExited:
         return TaskExited(
             job_id=self.job_id,

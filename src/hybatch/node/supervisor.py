@@ -329,39 +329,14 @@ class TaskSupervisor:
                 code=CODE_EXIT_STATUS_LOST,
                 message="The task process ended but its exit status could not be collected",
             )
-        launch = attempt.launch
         self._finish(
-            ExitRecord(
-                pool_id=launch.pool_id,
-                node_id=launch.node_id,
-                job_id=launch.job_id,
-                task_id=launch.task_id,
-                attempt=launch.attempt,
-                exit_code=code,
-                start_time=attempt.start_time,
-                end_time=end_time,
-                timed_out=attempt.timed_out,
-                failure=failure,
-            ),
+            ExitRecord.of(attempt.launch, exit_code=code, start_time=attempt.start_time,
+                          end_time=end_time, timed_out=attempt.timed_out, failure=failure),
             attempt.paths,
         )
 
     def _finish_failed(self, failed: LaunchFailed) -> None:
-        launch = failed.launch
-        self._finish(
-            ExitRecord(
-                pool_id=launch.pool_id,
-                node_id=launch.node_id,
-                job_id=launch.job_id,
-                task_id=launch.task_id,
-                attempt=launch.attempt,
-                exit_code=None,
-                start_time=None,
-                end_time=utc_now(),
-                failure=failed.failure,
-            ),
-            failed.paths,
-        )
+        self._finish(ExitRecord.never_started(failed.launch, failed.failure), failed.paths)
 
     def _finish(self, record: ExitRecord, paths: TaskPaths) -> None:
         # The record goes to disk first: a crash between the two loses nothing.

@@ -153,11 +153,11 @@ class WriterLoop:
         self.turns += 1
         for effect in effects:
             self._dispatch(effect)
-        for item, result, error in answers:
+        for item, result, refusal in answers:
             if item.future is None:
                 continue
-            if error is not None:
-                item.future.set_exception(error)
+            if refusal is not None:
+                item.future.set_exception(refusal)
                 continue
             try:
                 value = item.reply(result) if item.reply is not None else result

@@ -48,7 +48,7 @@ async def get_job(call: Call, service: BatchService, jobId: str) -> Response:
 
 async def _update_job(call: Call, service: BatchService, job_id: str, replace: bool) -> Response:
     model = BatchJob if replace else BatchJobUpdateOptions
-    body = await call.body(model)  # type: ignore[type-var]
+    body = await call.body(model)
     sent = body.model_dump(by_alias=True, exclude_unset=True)
     parsed = {name: getattr(body, _snake(name)) for name in _JOB_UPDATABLE if name in sent}
     written = await service.job_command(cmd.UpdateJob(
