@@ -63,11 +63,15 @@ def test_offers_beyond_the_slots_wait_and_start_in_order(
     gate_b.touch()
     assert events.exited("b").exit_code == 0
     order = [e for e in events.items if isinstance(e, TaskStarted | TaskExited)]
-    for task_id in "abcd":  # every start precedes its exit
+    for task_id in "ab":  # long attempts: the start is reported, before the exit
         kinds = [type(e).__name__ for e in order if e.task_id == task_id]
         assert kinds == ["TaskStarted", "TaskExited"], (task_id, kinds)
-    starts = [e.task_id for e in order if isinstance(e, TaskStarted)]
-    assert starts.index("c") < starts.index("d")
+    for task_id in "cd":  # short ones may be reported by their exit alone (it has the start)
+        kinds = [type(e).__name__ for e in order if e.task_id == task_id]
+        assert kinds in (["TaskExited"], ["TaskStarted", "TaskExited"]), (task_id, kinds)
+    c, d = events.exited("c"), events.exited("d")
+    assert c.start_time is not None and d.start_time is not None
+    assert c.end_time <= d.start_time  # one slot was free: d started after c ended
 
 
 def test_an_attempt_needing_more_slots_waits_for_them(

@@ -104,6 +104,7 @@ class LocalBackend:
         *,
         base_environment: Mapping[str, str] | None = None,
         spawn_inline: bool = False,
+        start_report_delay_s: float = 0.005,
         timeout_grace_s: float = 0.0,
     ) -> None:
         self._root = Path(root).absolute()
@@ -114,6 +115,9 @@ class LocalBackend:
             minimal_base_environment(os.environ) if base_environment is None else base_environment
         )
         self._spawn_inline = spawn_inline
+        self._start_delay = start_report_delay_s
+        """An attempt that ends within this long is reported once, by its exit (which carries
+        its start time): half the events for short tasks."""
         self._grace = timeout_grace_s
         self._user = _current_user()
         self._lock = threading.Lock()
@@ -139,7 +143,8 @@ class LocalBackend:
         trash = self._root / TRASH_DIR
         trash.mkdir(parents=True, exist_ok=True)
         self._supervisor = TaskSupervisor(self._on_exit, timeout_grace_s=self._grace,
-                                          on_start=self._on_start)
+                                          on_start=self._on_start,
+                                          start_report_delay_s=self._start_delay)
         self._worker = threading.Thread(target=self._work_loop, name="hybatch-local", daemon=True)
         self._worker.start()
         leftovers = list(trash.iterdir())  # deletions a previous run did not finish

@@ -11,6 +11,7 @@ Imports: standard library, core modules, wire models.
 from __future__ import annotations
 
 from collections import deque
+from datetime import datetime
 
 from hybatch.core import jobs as job_rules
 from hybatch.core.attempts import (
@@ -222,10 +223,13 @@ def on_task_started(ctx: Ctx, event: TaskStarted) -> None:
     task = ctx.state.tasks.get(task_key(event.job_id, event.task_id))
     if task is None or not task.offered or task.attempt != event.attempt:
         return
-    job = ctx.state.jobs[task.key[0]]
+    _mark_started(ctx, ctx.state.jobs[task.key[0]], task, event.start_time)
+
+
+def _mark_started(ctx: Ctx, job: JobRecord, task: TaskRecord, start_time: datetime) -> None:
     node = ctx.state.nodes.get((task.node_id or "").lower())
     task.offered = False
-    task.start_time = event.start_time
+    task.start_time = start_time
     if node is not None:
         node.offered_slots -= task.required_slots
         node.running_tasks += 1
@@ -268,6 +272,9 @@ def on_task_exited(ctx: Ctx, event: TaskExited) -> None:
     if task is None or not task.in_flight or task.attempt != event.attempt:
         return
     job = ctx.state.jobs[key[0]]
+    if task.offered and event.start_time is not None:
+        # a short attempt: the node reports its start only with its exit
+        _mark_started(ctx, job, task, event.start_time)
     if not task.offered and event.start_time is not None:
         _learn_run_time(job, (event.end_time - event.start_time).total_seconds())
     node = _release_slot(ctx, task)

@@ -51,6 +51,7 @@ _log = logging.getLogger(__name__)
 
 _DEADLINE = 0
 _FORCE_KILL = 1
+_REPORT_START = 2
 
 
 def attempt_key(node_id: str, job_id: str, task_id: str, attempt: int) -> AttemptKey:
@@ -73,9 +74,13 @@ class TaskSupervisor:
     """
 
     def __init__(self, on_exit: ExitCallback, *, timeout_grace_s: float = 0.0,
-                 spawners: int = 4, on_start: StartCallback | None = None) -> None:
+                 spawners: int = 4, on_start: StartCallback | None = None,
+                 start_report_delay_s: float = 0.0) -> None:
         self._on_exit = on_exit
         self._on_start = on_start
+        self._start_delay = start_report_delay_s
+        """> 0: report a start only if the attempt still runs after this long; a shorter one
+        is reported once, by its exit record (which carries the start time)."""
         self._grace = timeout_grace_s
         self._lock = threading.Lock()
         self._by_key: dict[AttemptKey, Attempt] = {}
@@ -144,16 +149,25 @@ class TaskSupervisor:
             if outcome.deadline is not None:
                 self._push(outcome.deadline, _DEADLINE, key)
                 wake = outcome.deadline < self._next_wake
-        if self._on_start is not None:
+        if self._on_start is not None and self._start_delay <= 0:
             # reported before the pidfd is watched, so a start always precedes its exit
-            try:
-                self._on_start(launch, outcome.start_time)
-            except Exception:
-                _log.exception("start callback failed for %s/%s", launch.job_id, launch.task_id)
+            self._report_start(launch, outcome.start_time)
+        elif self._on_start is not None:
+            with self._lock:  # the reaper reports it later, if the attempt still runs then
+                when = time.monotonic() + self._start_delay
+                self._push(when, _REPORT_START, key)
+                wake = wake or when < self._next_wake
         # epoll_ctl is thread-safe; the dict entry exists before the fd can fire.
         self._epoll.register(outcome.pidfd, select.EPOLLIN)
         if wake:
             self._wake()
+
+    def _report_start(self, launch: TaskLaunch, start_time: datetime) -> None:
+        assert self._on_start is not None
+        try:
+            self._on_start(launch, start_time)
+        except Exception:
+            _log.exception("start callback failed for %s/%s", launch.job_id, launch.task_id)
 
     def report_failure(self, failed: LaunchFailed) -> None:
         """Deliver an attempt that never ran, in order with the others, on the reaper thread."""
@@ -279,7 +293,8 @@ class TaskSupervisor:
         self.report_failure(LaunchFailed(launch, paths, failure))
 
     def _expire(self, now: float) -> None:
-        """Act on due deadlines: time out (SIGTERM or SIGKILL), then force-kill after grace."""
+        """Act on due deadlines: report starts of attempts still running, time out (SIGTERM
+        or SIGKILL), then force-kill after grace."""
         while True:
             with self._lock:
                 if not self._deadlines or self._deadlines[0][0] > now:
@@ -288,6 +303,14 @@ class TaskSupervisor:
                 attempt = self._by_key.get(key)
                 if attempt is None:
                     continue
+                if kind == _REPORT_START:
+                    launch, started = attempt.launch, attempt.start_time
+                else:
+                    launch = None
+            if launch is not None:
+                self._report_start(launch, started)  # outside the lock; reaper thread
+                continue
+            with self._lock:
                 if kind == _DEADLINE:
                     attempt.timed_out = True
                     if self._grace > 0:
