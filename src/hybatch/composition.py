@@ -100,9 +100,11 @@ def build_server(settings: Settings) -> Server:
     else:
         backend = LocalBackend(settings.resolved_node_root(), account.name, base_url)
     core = BatchCore(RandomNodeIds())
-    loop = WriterLoop(core=core, store=store, backend=backend, clock=SystemClock(),
+    clock = SystemClock()
+    loop = WriterLoop(core=core, store=store, backend=backend, clock=clock,
                       tick_seconds=settings.tick_seconds)
-    service = BatchService(loop=loop, store=store, backend=backend, base_url=base_url,
+    service = BatchService(loop=loop, store=store, backend=backend, clock=clock,
+                           base_url=base_url,
                            account_name=account.name)
     server = Server(settings=settings, account=account, store=store, backend=backend,
                     core=core, loop=loop, service=service, app=None)

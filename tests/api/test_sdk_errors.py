@@ -141,3 +141,36 @@ def test_pool_exists_and_old_api_version(client: BatchClient, server: ServerProc
     with pytest.raises(HttpResponseError) as caught:
         too_new.get_pool(pool_id)
     assert caught.value.error.code == "UnsupportedRequestVersion"
+
+
+def test_task_files_cleaned_up_after_retention_time(client: BatchClient) -> None:
+    import time
+
+    from tests.support.server import wait_for
+
+    pool_id, job_id = _uid("ret"), _uid("ret")
+    client.create_pool(_pool(pool_id, nodes=1))
+    client.create_job(m.BatchJobCreateOptions(id=job_id, pool_info=m.BatchPoolInfo(
+        pool_id=pool_id)))
+    client.create_task(job_id, m.BatchTaskCreateOptions(
+        id="short-lived", command_line="/bin/echo kept for a second",
+        constraints=m.BatchTaskConstraints(retention_time="PT1S")))
+    wait_for(lambda: client.get_task(job_id, "short-lived").state == "completed",
+             what="the task to complete")
+    out = b"".join(client.download_task_file(job_id, "short-lived", "stdout.txt"))
+    assert out == b"kept for a second\n"  # still within its retention time
+    ended = client.get_task(job_id, "short-lived").execution_info.end_time
+
+    def cleaned() -> bool:
+        try:
+            b"".join(client.download_task_file(job_id, "short-lived", "stdout.txt"))
+        except HttpResponseError as error:
+            # a streamed download leaves the Batch error body unparsed: read it ourselves
+            assert error.status_code == 409
+            error.response.read()
+            assert '"TaskFilesCleanedup"' in error.response.text()
+            return True
+        return False
+
+    wait_for(cleaned, timeout=15, interval=0.2, what="retention to expire")
+    assert time.time() - ended.timestamp() > 1.0

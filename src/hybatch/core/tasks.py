@@ -377,6 +377,14 @@ def _complete(ctx: Ctx, job: JobRecord, task: TaskRecord, result: str,
     job_rules.on_task_completed(ctx, job)
 
 
+def files_expired(task: TaskRecord, now: datetime) -> bool:
+    """retentionTime has passed since the task completed: its directory may be deleted
+    (checked lazily, from stored timestamps, when the files are asked for)."""
+    if task.state != "completed" or task.end_time is None:
+        return False
+    return (now - task.end_time).total_seconds() > task.retention_s
+
+
 # ------------------------------------------------------------------ commands
 
 

@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from hybatch.core import commands as cmd
+from hybatch.core.effects import DeleteTaskFiles
 from hybatch.core.errors import DomainError, not_found
 from hybatch.core.present import (
     present_job,
@@ -21,8 +22,9 @@ from hybatch.core.present import (
     present_task_counts,
 )
 from hybatch.core.records import JobRecord, NodeRecord, PoolRecord, TaskRecord
+from hybatch.core.tasks import files_expired
 from hybatch.odata.ast import Expr
-from hybatch.ports import ComputeBackend, FileInfo, ListQuery, NodeFiles, Store
+from hybatch.ports import Clock, ComputeBackend, FileInfo, ListQuery, NodeFiles, Store
 from hybatch.runtime.loop import WriterLoop
 
 R = TypeVar("R")
@@ -64,8 +66,9 @@ class FilterSpec:
 
 class BatchService:
     def __init__(self, *, loop: WriterLoop, store: Store, backend: ComputeBackend,
-                 base_url: str, account_name: str) -> None:
+                 clock: Clock, base_url: str, account_name: str) -> None:
         self._loop = loop
+        self._clock = clock
         self._store = store
         self._backend = backend
         self.base_url = base_url
@@ -243,6 +246,12 @@ class BatchService:
                               "it has no files.")
         if self._store.get_node(task.node_id.lower()) is None:
             raise DomainError("TaskFilesUnavailable", "The node the task ran on is gone.")
+        if files_expired(task, self._clock.now()):
+            self._backend.delete_task_files(DeleteTaskFiles(
+                pool_id=task.pool_id, node_id=task.node_id, job_id=task.job_id,
+                task_id=task.id))
+            raise DomainError("TaskFilesCleanedup", "The task's retention time has passed; "
+                              "its files were deleted.")
         files = self._backend.node_files(task.pool_id, task.node_id)
         return (files, f"workitems/{task.job_id}/job-1/{task.id}",
                 f"{self.base_url}/jobs/{task.job_id}/tasks/{task.id}")

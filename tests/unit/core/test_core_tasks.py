@@ -500,3 +500,19 @@ def test_every_change_bumps_the_etag(sim: Sim) -> None:
     sim.advance()
     sim.exit("j", "t1", 0)
     assert task.etag not in seen
+
+
+def test_files_expire_only_after_retention_from_completion(sim: Sim) -> None:
+    from datetime import timedelta
+
+    from hybatch.core.tasks import files_expired
+
+    setup(sim)
+    sim.tasks("j", "t1")
+    task = sim.task("j", "t1")
+    assert not files_expired(task, sim.now + timedelta(days=30))  # not completed yet
+    sim.exit("j", "t1", 0)
+    done = sim.store[("j", "t1")]
+    assert done.end_time is not None
+    assert not files_expired(done, done.end_time + timedelta(days=7))  # default retention
+    assert files_expired(done, done.end_time + timedelta(days=7, seconds=1))
