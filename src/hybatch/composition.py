@@ -19,6 +19,7 @@ from hybatch.api.app import create_app
 from hybatch.backends.agent import AgentBackend
 from hybatch.backends.local import LocalBackend
 from hybatch.core.machine import BatchCore
+from hybatch.ports import Store
 from hybatch.runtime.clock import RandomNodeIds, SystemClock
 from hybatch.runtime.loop import WriterLoop
 from hybatch.runtime.recovery import recover
@@ -60,7 +61,7 @@ def load_account(settings: Settings) -> Account:
 class Server:
     settings: Settings
     account: Account
-    store: SqlStore
+    store: Store
     backend: AgentBackend | LocalBackend
     core: BatchCore
     loop: WriterLoop
@@ -89,11 +90,14 @@ class Server:
         self.started = False
 
 
-def build_server(settings: Settings) -> Server:
+def build_server(settings: Settings, *, store: Store | None = None) -> Server:
+    """Everything a service needs; ``store`` replaces the configured database (benchmarks,
+    tests)."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     account = load_account(settings)
     base_url = settings.resolved_public_url()
-    store = SqlStore(settings.resolved_database_url())
+    if store is None:
+        store = SqlStore(settings.resolved_database_url())
     backend: AgentBackend | LocalBackend
     if settings.node_agent:
         backend = AgentBackend(settings.resolved_node_root(), account.name, base_url)
