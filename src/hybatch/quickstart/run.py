@@ -78,7 +78,7 @@ def run_quickstart(console: Console, data_dir: Path, points: int, nodes: int,
                   if t.execution_info is None or t.execution_info.result != "success"]
         summary = b"".join(client.download_task_file(job_id, "aggregate", "stdout.txt"))
         console.print(f"  aggregation: {summary.decode().strip()}")
-        console.print(f"  results: {results / job_id / 'summary.csv'}")
+        console.print(f"  results: {results / job_id / 'summary.csv'}", soft_wrap=True)
         if failed:
             console.print(f"[red]failed tasks: {', '.join(failed)}[/red]")
             return 1
