@@ -127,6 +127,11 @@ def check_api_version(value: str | None) -> tuple[str, str] | None:
             "2025-06-01.")
 
 
+def internal_error_response(request_id: str, head: bool) -> Response:
+    return error_response("InternalError", "Server encountered an internal error. Please try "
+                          "again after some time.", request_id, head=head)
+
+
 class BatchMiddleware:
     """Pure ASGI: request ids, api-version, SharedKey, and a Batch-shaped 500 on crashes."""
 
@@ -149,9 +154,12 @@ class BatchMiddleware:
                    for k, v in scope.get("headers", [])}
         head = scope["method"] == "HEAD"
         client_request_id = headers.get("client-request-id")
+        started = False
 
         async def send_with_ids(message: Message) -> None:
+            nonlocal started
             if message["type"] == "http.response.start":
+                started = True
                 extra = [(b"request-id", request_id.encode())]
                 if client_request_id:
                     extra.append((b"client-request-id", client_request_id.encode("latin-1")))
@@ -178,9 +186,9 @@ class BatchMiddleware:
             await self.app(scope, receive, send_with_ids)
         except Exception:
             log.exception("unhandled error on %s %s", scope["method"], scope.get("path"))
-            await error_response("InternalError", "Server encountered an internal error. "
-                                 "Please try again after some time.", request_id, head=head)(
-                scope, receive, send_with_ids)
+            if started:  # Starlette already answered (create_app: crashed); never answer twice
+                return
+            await internal_error_response(request_id, head)(scope, receive, send_with_ids)
 
     def _authenticate(self, scope: Scope, headers: dict[str, str], request_id: str,
                       head: bool) -> Response | None:
@@ -210,7 +218,14 @@ def create_app(service: BatchService, *, account_name: str, account_key: str,
                               request.scope.get("hybatch.request_id", ""), status=405,
                               head=request.method == "HEAD")
 
+    async def crashed(request: Request, exc: Exception) -> Response:
+        # Starlette's outermost middleware answers a crash with this, then re-raises it to
+        # BatchMiddleware, which logs it; without it the answer would be plain text.
+        return internal_error_response(request.scope.get("hybatch.request_id", ""),
+                                       request.method == "HEAD")
+
     app.add_exception_handler(404, unknown)
     app.add_exception_handler(405, bad_method)
+    app.add_exception_handler(Exception, crashed)
     return BatchMiddleware(app, account_name=account_name, account_key=account_key,
                            allow_anonymous=allow_anonymous)

@@ -8,6 +8,7 @@ Last-Modified and DataServiceId headers.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from datetime import datetime
 from email.utils import format_datetime, parsedate_to_datetime
 from typing import Any, TypeVar
@@ -72,14 +73,7 @@ class Call:
         if len(raw) > limit:
             raise DomainError("RequestBodyTooLarge", "The request body is too large.",
                               details={"MaxLimit": str(limit)})
-        data: Any = {}
-        if raw.strip():
-            try:
-                data = json.loads(raw)
-            except ValueError as error:
-                raise DomainError("InvalidRequestBody",
-                                  "The specified Request Body is not syntactically valid.",
-                                  details={"Reason": str(error)}) from error
+        data = parse_json(raw) if raw.strip() else {}
         if not isinstance(data, dict):
             raise DomainError("InvalidRequestBody", "The request body must be a JSON object.")
         return parse_model(model, data)
@@ -108,6 +102,11 @@ class Call:
             expr = compile_filter(text, entity)
         except FilterError as error:
             raise bad_query("$filter", text, str(error)) from error
+        except (ValueError, RecursionError) as error:
+            # the parser's own limits (int() of a 5000-digit literal, nesting): still the
+            # caller's filter that is at fault, never a server error
+            raise bad_query("$filter", text, "The filter cannot be evaluated: "
+                            f"{type(error).__name__}") from error
         return FilterSpec(expr=expr, matches=lambda wire: matches(expr, wire))
 
     def select(self) -> list[str] | None:
@@ -206,13 +205,98 @@ class Call:
         return Response(b"", status_code=status, headers=self.headers())
 
 
-def parse_model(model: type[M], data: dict[str, Any]) -> M:
-    """Validate a wire body; pydantic errors become Batch property errors."""
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON value")
+
+
+def _invalid_body(reason: str) -> DomainError:
+    return DomainError("InvalidRequestBody",
+                       "The specified Request Body is not syntactically valid.",
+                       details={"Reason": reason})
+
+
+def parse_json(raw: bytes) -> Any:
+    """A request body as JSON, refusing what cannot be stored or run later.
+
+    Refused with ``InvalidRequestBody``: text that is not JSON (or not UTF-8), ``NaN`` and
+    ``Infinity``, nesting too deep for the parser, and strings holding a lone UTF-16
+    surrogate (``"\\ud800"``: valid JSON, but no UTF-8 encoding exists, so it could be
+    neither stored nor echoed). Integer literals outside the 32-bit range every integer
+    property of the spec has, and strings holding NUL (no process argument, path or
+    PostgreSQL text can carry one), are ``InvalidPropertyValue`` naming the property.
+    """
     try:
-        return model.model_validate(data)
+        data = json.loads(raw, parse_constant=_no_constant)
+    except RecursionError as error:
+        raise _invalid_body("The JSON is nested too deeply.") from error
+    except ValueError as error:  # JSONDecodeError, UnicodeDecodeError, constants
+        raise _invalid_body(str(error)) from error
+    _check_scalars(data)
+    return data
+
+
+INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+
+def _walk(data: Any) -> Iterator[tuple[tuple[str | int, ...], Any]]:
+    """(path, value) of every scalar and every object key, iteratively (any depth)."""
+    stack: list[tuple[tuple[str | int, ...], Any]] = [((), data)]
+    while stack:
+        path, value = stack.pop()
+        if isinstance(value, dict):
+            for key, item in value.items():
+                yield (*path, key), key
+                stack.append(((*path, key), item))
+        elif isinstance(value, list | tuple):
+            stack.extend(((*path, i), item) for i, item in enumerate(value))
+        else:
+            yield path, value
+
+
+def _path(path: tuple[str | int, ...]) -> str:
+    return ".".join(str(p) for p in path)
+
+
+def _bad_property(path: tuple[str | int, ...], reason: str) -> DomainError:
+    return DomainError("InvalidPropertyValue",
+                       "The value provided for one of the properties in the request body "
+                       "is invalid.", details={"PropertyName": _path(path), "Reason": reason})
+
+
+def _check_scalars(data: Any) -> None:
+    for path, value in _walk(data):
+        if isinstance(value, str):
+            if not value.isascii():
+                try:
+                    value.encode("utf-8")
+                except UnicodeEncodeError as error:
+                    raise _invalid_body(f"The string at '{_path(path)}' holds a lone "
+                                        "surrogate escape.") from error
+            if "\x00" in value:
+                raise _bad_property(path, "The value contains a NUL character.")
+        elif isinstance(value, int) and not isinstance(value, bool) \
+                and not INT32_MIN <= value <= INT32_MAX:
+            raise _bad_property(path, "The value is outside the 32-bit integer range.")
+
+
+def _check_model_ints(model: BaseModel) -> None:
+    """Integers the model accepted from other spellings (``1e20``, ``"99999..."``) still
+    have to fit the store's 64-bit columns and JSON."""
+    for path, value in _walk(model.model_dump(by_alias=True, exclude_none=True)):
+        if isinstance(value, int) and not isinstance(value, bool) \
+                and not INT64_MIN <= value <= INT64_MAX:
+            raise _bad_property(path, "The value is outside the 64-bit integer range.")
+
+
+def parse_model(model: type[M], data: dict[str, Any], prefix: str = "") -> M:
+    """Validate a wire body; pydantic errors become Batch property errors. ``prefix`` names
+    where ``data`` sits in the request body (``value.3`` in a task collection)."""
+    try:
+        parsed = model.model_validate(data)
     except ValidationError as error:
         first = error.errors()[0]
-        prop = ".".join(str(p) for p in first["loc"])
+        prop = ".".join(str(p) for p in (*([prefix] if prefix else []), *first["loc"]))
         if first["type"] == "missing":
             raise DomainError("MissingRequiredProperty",
                               "A required property was not specified in the request body.",
@@ -221,3 +305,5 @@ def parse_model(model: type[M], data: dict[str, Any]) -> M:
                           "The value provided for one of the properties in the request body "
                           "is invalid.",
                           details={"PropertyName": prop, "Reason": first["msg"]}) from error
+    _check_model_ints(parsed)
+    return parsed

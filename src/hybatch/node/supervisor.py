@@ -49,6 +49,7 @@ StartCallback = Callable[[TaskLaunch, datetime], None]
 
 _log = logging.getLogger(__name__)
 
+MAX_WAIT_S = 3600.0
 _DEADLINE = 0
 _FORCE_KILL = 1
 _REPORT_START = 2
@@ -262,7 +263,9 @@ class TaskSupervisor:
                 self._finish_failed(item)
             timeout = -1.0
             if next_wake != float("inf"):
-                timeout = max(0.0, next_wake - time.monotonic())
+                # capped: a far deadline (huge maxWallClockTime) must not overflow epoll's
+                # timeout; waking once an hour and re-checking costs nothing
+                timeout = min(max(0.0, next_wake - time.monotonic()), MAX_WAIT_S)
             for fd, _ in self._epoll.poll(timeout):
                 if fd == self._wake_fd:
                     with contextlib.suppress(BlockingIOError):

@@ -128,6 +128,9 @@ def _literal(tok: Token) -> Literal:
     if kind == "STRING":
         value = text[1:-1].replace("''", "'")
     elif kind == "INT":
+        # an int64 has at most 19 digits: longer text is out of range without parsing it
+        if len(text.lstrip("+-").lstrip("0")) > 19:
+            raise FilterError(f"integer literal {text[:40]} is out of range", tok.start_pos)
         number = int(text)
         if not _INT64_MIN <= number <= _INT64_MAX:
             raise FilterError(f"integer literal {text} is out of range", tok.start_pos)

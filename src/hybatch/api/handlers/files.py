@@ -7,25 +7,51 @@ root. Ranged reads answer 200 (the SDKs accept nothing else).
 
 from __future__ import annotations
 
+import errno
 import mimetypes
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from urllib.parse import quote
 
 from starlette.responses import Response
 
 from hybatch.api.handlers.common import endpoint
-from hybatch.api.wire import Call, http_date
+from hybatch.api.wire import Call, bad_query, http_date
 from hybatch.core.errors import DomainError
 from hybatch.core.present import iso
 from hybatch.ports import FileInfo, NodeFiles
 from hybatch.runtime.service import BatchService, Listing
 
-_RANGE = re.compile(r"^bytes=(\d+)-(\d*)$")
+_RANGE = re.compile(r"^bytes=([0-9]{1,19})-([0-9]{0,19})$")
 
 
 def _file_not_found(path: str) -> DomainError:
     return DomainError("FileNotFound", "The specified file does not exist.",
                        details={"FilePath": path})
+
+
+def _not_allowed(path: str) -> DomainError:
+    return DomainError("InvalidUri", "The file path is not allowed.",
+                       details={"FilePath": path})
+
+
+# a path that cannot name a file: too long, a file used as a directory, a symlink loop
+_NO_SUCH_PATH = frozenset({errno.ENOENT, errno.ENOTDIR, errno.ENAMETOOLONG, errno.ELOOP,
+                           errno.EINVAL})
+
+
+@contextmanager
+def _file_errors(shown: str) -> Iterator[None]:
+    """Filesystem errors of a user-supplied path as Batch errors; others stay server errors."""
+    try:
+        yield
+    except PermissionError as error:
+        raise _not_allowed(shown) from error
+    except OSError as error:
+        if isinstance(error, FileNotFoundError) or error.errno in _NO_SUCH_PATH:
+            raise _file_not_found(shown) from error
+        raise
 
 
 def _entry(info: FileInfo, name: str, url: str) -> dict[str, object]:
@@ -47,12 +73,8 @@ def _content_type(name: str) -> str:
 
 def _list(call: Call, files: NodeFiles, prefix: str, owner_url: str) -> Response:
     recursive = call.flag("recursive")
-    try:
+    with _file_errors(prefix):
         infos = files.list(prefix, recursive)
-    except FileNotFoundError as error:
-        raise _file_not_found(prefix) from error
-    except PermissionError as error:
-        raise DomainError("InvalidUri", "The file path is not allowed.") from error
     cut = len(prefix) + 1 if prefix else 0
     flt = call.filter("files")
     entries = []
@@ -62,20 +84,18 @@ def _list(call: Call, files: NodeFiles, prefix: str, owner_url: str) -> Response
         if flt is None or flt.matches(entry):
             entries.append(entry)
     limit = call.max_results()
-    start = int(call.token() or 0)
+    skip = call.token() or "0"
+    if not (skip.isascii() and skip.isdigit() and len(skip) <= 18):
+        raise bad_query("$skiptoken", skip, "not a continuation token of this listing")
+    start = int(skip)
     page = entries[start:start + limit]
     token = str(start + limit) if start + limit < len(entries) else None
     return call.listing(Listing(page, token), "files")
 
 
 def _stat(files: NodeFiles, full: str, shown: str) -> FileInfo:
-    try:
-        info = files.stat(full)
-    except FileNotFoundError as error:
-        raise _file_not_found(shown) from error
-    except PermissionError as error:
-        raise DomainError("InvalidUri", "The file path is not allowed.") from error
-    return info
+    with _file_errors(shown):
+        return files.stat(full)
 
 
 def _file_headers(call: Call, info: FileInfo, url: str, name: str) -> dict[str, str]:
@@ -104,10 +124,17 @@ def _get(call: Call, files: NodeFiles, full: str, shown: str, url: str) -> Respo
                               details={"HeaderName": "ocp-range", "HeaderValue": header})
         start = int(match.group(1))
         end = int(match.group(2)) if match.group(2) else None
+        if end is not None and end < start:
+            raise DomainError("InvalidHeaderValue", "The ocp-range header is malformed: the "
+                              "range ends before it starts.",
+                              details={"HeaderName": "ocp-range", "HeaderValue": header})
         if start >= max(info.size, 1) and not (info.size == 0 and start == 0):
             raise DomainError("InvalidRange", "The range specified is invalid for the current "
                               "size of the resource.")
-    data = files.read(full, start, end)
+        if end is not None:
+            end = min(end, max(info.size - 1, 0))  # past the end reads what exists
+    with _file_errors(shown):
+        data = files.read(full, start, end)
     return Response(data, 200, headers=_file_headers(call, info, url, shown))
 
 
@@ -120,11 +147,8 @@ def _head(call: Call, files: NodeFiles, full: str, shown: str, url: str) -> Resp
 
 def _delete(call: Call, files: NodeFiles, full: str, shown: str) -> Response:
     try:
-        files.delete(full, call.flag("recursive"))
-    except FileNotFoundError as error:
-        raise _file_not_found(shown) from error
-    except PermissionError as error:
-        raise DomainError("InvalidUri", "The file path is not allowed.") from error
+        with _file_errors(shown):
+            files.delete(full, call.flag("recursive"))
     except OSError as error:
         raise DomainError("OperationInvalidForCurrentState",
                           "The directory is not empty; use recursive=true.") from error

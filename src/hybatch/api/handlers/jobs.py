@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import json
-
 from starlette.responses import Response
 
 from hybatch.api.errors import error_body
 from hybatch.api.handlers.common import conditional, endpoint
-from hybatch.api.wire import Call, parse_model
+from hybatch.api.wire import Call, parse_json, parse_model
 from hybatch.core import commands as cmd
 from hybatch.core.errors import DomainError
 from hybatch.core.present import iso
@@ -106,10 +104,7 @@ async def add_task_collection(call: Call, service: BatchService, jobId: str) -> 
         raise DomainError("RequestBodyTooLarge", "The request body is too large; a task "
                           "collection may be at most 1 MB.",
                           details={"MaxLimit": str(COLLECTION_LIMIT_BYTES)})
-    try:
-        data = json.loads(raw or b"{}")
-    except ValueError as error:
-        raise DomainError("InvalidRequestBody", "The request body is not valid JSON.") from error
+    data = parse_json(raw) if raw.strip() else {}
     items = data.get("value") if isinstance(data, dict) else None
     if not isinstance(items, list):
         raise DomainError("MissingRequiredProperty", "The task collection needs 'value'.",
@@ -117,8 +112,7 @@ async def add_task_collection(call: Call, service: BatchService, jobId: str) -> 
     if len(items) > 100:
         raise DomainError("InvalidPropertyValue", "A task collection may hold at most 100 "
                           "tasks.", details={"PropertyName": "value", "Reason": "TooManyTasks"})
-    specs = tuple(parse_model(BatchTaskCreateOptions, item if isinstance(item, dict) else {})
-                  for item in items)
+    specs = tuple(_task_item(item, i) for i, item in enumerate(items))
     results = await service.add_tasks(cmd.AddTasks(jobId, specs))
     value: list[dict[str, object]] = []
     for spec, result in zip(specs, results, strict=True):
@@ -130,6 +124,14 @@ async def add_task_collection(call: Call, service: BatchService, jobId: str) -> 
             value.append({"status": "success", "taskId": result.id, "eTag": result.etag,
                           "lastModified": iso(result.last_modified), "location": result.url})
     return call.json({"value": value}, metadata="taskaddresult")
+
+
+def _task_item(item: object, index: int) -> BatchTaskCreateOptions:
+    if not isinstance(item, dict):
+        raise DomainError("InvalidPropertyValue", "Each task of a collection must be a JSON "
+                          "object.", details={"PropertyName": f"value.{index}",
+                                              "Reason": "Not an object"})
+    return parse_model(BatchTaskCreateOptions, item, prefix=f"value.{index}")
 
 
 @endpoint
