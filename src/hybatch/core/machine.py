@@ -139,6 +139,10 @@ class BatchCore:
                 state.ready[owner.key].append(task.key)
         state.pools_to_place.update(state.pools)
 
+    def reset(self) -> None:
+        """Forget everything (before ``restore``): used when a turn could not be committed."""
+        self.state = ClusterState()
+
     def adopt(self, stored: Iterable[TaskRecord]) -> None:
         """Make stored (completed) tasks visible to the next command of this turn."""
         for task in stored:

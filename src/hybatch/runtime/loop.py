@@ -145,7 +145,10 @@ class WriterLoop:
             if not port_changes.is_empty():
                 self._store.apply(port_changes)
         except Exception as error:
-            log.exception("commit failed")
+            # the store is the truth: drop this turn's changes (none of its effects ran and
+            # every caller in it gets the error) by reloading the core from the store
+            log.exception("commit failed; reloading state from the store")
+            self._reload_core()
             for item, _, _ in answers:
                 if item.future is not None:
                     item.future.set_exception(error)
@@ -166,6 +169,12 @@ class WriterLoop:
                 item.future.set_exception(reply_error)
                 continue
             item.future.set_result(value)
+
+    def _reload_core(self) -> None:
+        store = self._store
+        self._core.reset()
+        self._core.restore(store.load_pools(), store.load_nodes(), store.load_jobs(),
+                           store.load_unfinished_tasks())
 
     def _preload(self, command: Command | Event) -> None:
         """Load stored tasks a command targets that are not in memory (completed ones)."""
