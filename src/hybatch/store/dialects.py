@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import sqlite3
+from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -47,7 +48,7 @@ def partial_index(where: sa.ColumnElement[bool]) -> dict[str, Any]:
     return {"sqlite_where": where, "postgresql_where": where}
 
 
-class SqlDialect:
+class SqlDialect(ABC):
     """One database family. Subclasses override what differs."""
 
     name = ""
@@ -55,12 +56,12 @@ class SqlDialect:
     #: then serialises its calls.
     single_connection = False
 
-    def create_engine(self, url: str) -> Engine:
-        raise NotImplementedError
+    @abstractmethod
+    def create_engine(self, url: str) -> Engine: ...
 
+    @abstractmethod
     def upsert(self, table: sa.Table) -> Insert:
         """INSERT of whole rows that replaces the non-key columns of an existing row."""
-        raise NotImplementedError
 
     @contextmanager
     def reading(self, engine: Engine) -> Iterator[Connection]:
