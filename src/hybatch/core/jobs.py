@@ -60,6 +60,15 @@ def validate_job_spec(spec: BatchJobCreateOptions) -> None:
         raise unsupported("Task dependencies", "usesTaskDependencies")
 
 
+def _check_pool_info(info: object) -> None:
+    """A job's poolInfo must name an existing-style pool id; auto pools are not built."""
+    if getattr(info, "auto_pool_specification", None) is not None:
+        raise unsupported("Auto pools", "poolInfo.autoPoolSpecification")
+    if not getattr(info, "pool_id", None):
+        raise DomainError("MissingRequiredProperty", "The job must name a pool.",
+                          details={"PropertyName": "poolInfo.poolId"})
+
+
 def create_job(ctx: Ctx, cmd: CreateJob) -> JobRecord:
     spec = cmd.spec
     validate_job_spec(spec)
@@ -108,6 +117,8 @@ def update_job(ctx: Ctx, cmd: UpdateJob) -> JobRecord:
             check_range("maxParallelTasks", int(str(value)), 1, 1_000_000)  # as at creation
         if name == "poolInfo" and value is None:
             continue
+        if name == "poolInfo":
+            _check_pool_info(value)
         update[_SPEC_FIELD[name]] = value
     job.spec = job.spec.model_copy(update=update)
     ctx.state.touch(job, ctx.now)

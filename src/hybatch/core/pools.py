@@ -33,6 +33,14 @@ def get_pool(ctx: Ctx, pool_id: str) -> PoolRecord:
     return pool
 
 
+def _resize_timeout(value: timedelta | None) -> float:
+    """resizeTimeout in seconds (default 15 minutes); a negative duration is refused."""
+    if value is not None and value.total_seconds() < 0:
+        raise DomainError("InvalidPropertyValue", "resizeTimeout must not be negative.",
+                          details={"PropertyName": "resizeTimeout", "PropertyValue": str(value)})
+    return seconds(value) or DEFAULT_RESIZE_TIMEOUT_S
+
+
 def _set_allocation(ctx: Ctx, pool: PoolRecord, state: str) -> None:
     if pool.allocation_state != state:
         pool.allocation_state = state
@@ -57,6 +65,7 @@ def create_pool(ctx: Ctx, cmd: CreatePool) -> PoolRecord:
     low = spec.target_low_priority_nodes or 0
     check_range("targetDedicatedNodes", dedicated, 0, MAX_NODES_PER_POOL)
     check_range("targetLowPriorityNodes", low, 0, MAX_NODES_PER_POOL)
+    timeout_s = _resize_timeout(spec.resize_timeout)
     policy = spec.task_scheduling_policy
     fill = str(policy.node_fill_type) if policy is not None else "spread"
     pool = PoolRecord(id=spec.id, spec=spec, creation_time=ctx.now, state="active",
@@ -64,7 +73,7 @@ def create_pool(ctx: Ctx, cmd: CreatePool) -> PoolRecord:
                       allocation_state_transition_time=ctx.now, task_slots_per_node=slots,
                       node_fill_type=fill)
     ctx.state.add_pool(pool, ctx.now)
-    _resize(ctx, pool, dedicated, low, spec.resize_timeout, "requeue")
+    _resize(ctx, pool, dedicated, low, timeout_s, "requeue")
     return pool
 
 
@@ -78,7 +87,7 @@ def resize_pool(ctx: Ctx, cmd: ResizePool) -> PoolRecord:
            else pool.target_low_priority_nodes)
     check_range("targetDedicatedNodes", dedicated, 0, MAX_NODES_PER_POOL)
     check_range("targetLowPriorityNodes", low, 0, MAX_NODES_PER_POOL)
-    _resize(ctx, pool, dedicated, low, cmd.resize_timeout,
+    _resize(ctx, pool, dedicated, low, _resize_timeout(cmd.resize_timeout),
             _deallocation(cmd.node_deallocation_option))
     return pool
 
@@ -99,11 +108,11 @@ def _deallocation(option: str | None) -> str:
 
 
 def _resize(ctx: Ctx, pool: PoolRecord, dedicated: int, low: int,
-            timeout: timedelta | None, option: str) -> None:
+            timeout_s: float, option: str) -> None:
     """Record new targets, provision or remove nodes, and enter ``resizing`` if needed."""
     pool.target_dedicated_nodes = dedicated
     pool.target_low_priority_nodes = low
-    pool.resize_timeout_s = seconds(timeout) or DEFAULT_RESIZE_TIMEOUT_S
+    pool.resize_timeout_s = timeout_s
     pool.resize_started = ctx.now
     pool.node_deallocation_option = option
     pool.resize_errors = []
@@ -202,7 +211,8 @@ def remove_nodes(ctx: Ctx, cmd: RemoveNodes) -> PoolRecord:
             raise not_found("Node", node_id)
         nodes.append(node)
     option = _deallocation(cmd.node_deallocation_option)
-    pool.resize_timeout_s = seconds(cmd.resize_timeout) or DEFAULT_RESIZE_TIMEOUT_S
+    timeout_s = _resize_timeout(cmd.resize_timeout)
+    pool.resize_timeout_s = timeout_s
     pool.resize_started = ctx.now
     pool.resize_errors = []
     for node in nodes:

@@ -421,3 +421,26 @@ def test_resize_timeout_is_recorded(sim: Sim) -> None:
     assert pool.resize_timeout_s == 900.0
     sim.send(ResizePool("p", 2, None, timedelta(minutes=5), None))
     assert pool.resize_timeout_s == 300.0
+
+
+def test_negative_resize_timeout_is_refused_and_changes_nothing(sim: Sim) -> None:
+    from datetime import timedelta
+
+    from hybatch.core.commands import CreatePool, ResizePool
+
+    spec = pool_spec("neg", nodes=1).model_copy(update={"resize_timeout": timedelta(minutes=-5)})
+    sim.fails(CreatePool(spec), "InvalidPropertyValue")
+    sim.pool("ok", nodes=1)
+    sim.fails(ResizePool("ok", 2, None, timedelta(seconds=-1), None), "InvalidPropertyValue")
+
+
+def test_job_patch_refuses_auto_pools_and_empty_pool_info(sim: Sim) -> None:
+    from hybatch.core.commands import UpdateJob
+    from hybatch.schema import BatchPoolInfo
+
+    sim.pool()
+    sim.job()
+    auto = BatchPoolInfo.model_validate({"autoPoolSpecification": {
+        "poolLifetimeOption": "job", "pool": {"vmSize": "x"}}})
+    sim.fails(UpdateJob("j", (("poolInfo", auto),)), "UnsupportedProperty")
+    sim.fails(UpdateJob("j", (("poolInfo", BatchPoolInfo()),)), "MissingRequiredProperty")
