@@ -22,8 +22,6 @@ class Clock(Protocol):
     def now(self) -> datetime: ...
 
 
-class IdSource(Protocol):
-    def node_id(self, pool_id: str) -> str: ...
 
 
 EventSink = Callable[[Event], None]

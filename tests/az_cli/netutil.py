@@ -14,13 +14,14 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Self
 
 _CHUNK_LIMIT = 3000  # characters of one recv() kept in the transcript
 
 
-class _Listener:
+class _Listener(ABC):
     def __init__(self) -> None:
         self._server = socket.create_server(("127.0.0.1", 0))
         self.port: int = self._server.getsockname()[1]
@@ -49,8 +50,9 @@ class _Listener:
                 return
             self._spawn(self._handle, conn)
 
+    @abstractmethod
     def _handle(self, conn: socket.socket) -> None:
-        raise NotImplementedError
+        """Serve one accepted connection (each subclass's protocol)."""
 
 
 class WireTap(_Listener):

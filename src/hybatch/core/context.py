@@ -20,6 +20,8 @@ UNLIMITED_S = 10_000 * 365 * 86400.0
 
 
 class NodeIds(Protocol):
+    """Where node ids come from (injected: random in the service, sequential in tests)."""
+
     def node_id(self, pool_id: str) -> str: ...
 
 

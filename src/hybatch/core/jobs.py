@@ -19,9 +19,8 @@ from hybatch.core.records import JobRecord
 from hybatch.core.validation import check_id, check_range, unsupported
 from hybatch.schema import BatchJobCreateOptions
 
-UPDATABLE = ("priority", "maxParallelTasks", "allowTaskPreemption", "onAllTasksComplete",
-             "constraints", "poolInfo", "metadata")
-_SPEC_FIELD = {
+UPDATABLE_FIELDS = {
+    # wire name -> attribute of the job's spec model: what PATCH/PUT may change
     "priority": "priority", "maxParallelTasks": "max_parallel_tasks",
     "allowTaskPreemption": "allow_task_preemption", "onAllTasksComplete": "on_all_tasks_complete",
     "constraints": "constraints", "poolInfo": "pool_info", "metadata": "metadata",
@@ -108,7 +107,7 @@ def update_job(ctx: Ctx, cmd: UpdateJob) -> JobRecord:
             fields.setdefault(name, None)
     update: dict[str, object] = {}
     for name, value in fields.items():
-        if name not in _SPEC_FIELD:
+        if name not in UPDATABLE_FIELDS:
             raise DomainError("InvalidPropertyValue", f"{name} cannot be updated.",
                               details={"PropertyName": name})
         if name == "priority" and value is not None:
@@ -119,7 +118,7 @@ def update_job(ctx: Ctx, cmd: UpdateJob) -> JobRecord:
             continue
         if name == "poolInfo":
             _check_pool_info(value)
-        update[_SPEC_FIELD[name]] = value
+        update[UPDATABLE_FIELDS[name]] = value
     job.spec = job.spec.model_copy(update=update)
     ctx.state.touch(job, ctx.now)
     if job.pool_id:

@@ -24,7 +24,7 @@ from hybatch.core.present import (
 from hybatch.core.records import JobRecord, NodeRecord, PoolRecord, TaskRecord
 from hybatch.core.tasks import files_expired
 from hybatch.odata.ast import Expr
-from hybatch.ports import Clock, ComputeBackend, FileInfo, ListQuery, NodeFiles, Store
+from hybatch.ports import Clock, ComputeBackend, ListQuery, NodeFiles, Store
 from hybatch.runtime.loop import WriterLoop
 
 R = TypeVar("R")
@@ -271,4 +271,4 @@ def _query(flt: FilterSpec | None, show: Callable[[Any], Wire], max_results: int
                      max_results=max_results, after=token)
 
 
-__all__ = ["BatchService", "FileInfo", "FilterSpec", "Listing", "Resource", "Written"]
+__all__ = ["BatchService", "FilterSpec", "Listing", "Resource", "Written"]

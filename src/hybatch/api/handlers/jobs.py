@@ -9,6 +9,7 @@ from hybatch.api.handlers.common import conditional, endpoint
 from hybatch.api.wire import Call, parse_json, parse_model
 from hybatch.core import commands as cmd
 from hybatch.core.errors import DomainError
+from hybatch.core.jobs import UPDATABLE_FIELDS
 from hybatch.core.present import iso
 from hybatch.runtime.service import BatchService
 from hybatch.schema import (
@@ -21,8 +22,6 @@ from hybatch.schema import (
 )
 
 COLLECTION_LIMIT_BYTES = 1024 * 1024
-_JOB_UPDATABLE = ("priority", "maxParallelTasks", "allowTaskPreemption", "onAllTasksComplete",
-                  "constraints", "poolInfo", "metadata")
 
 
 @endpoint
@@ -48,14 +47,11 @@ async def _update_job(call: Call, service: BatchService, job_id: str, replace: b
     model = BatchJob if replace else BatchJobUpdateOptions
     body = await call.body(model)
     sent = body.model_dump(by_alias=True, exclude_unset=True)
-    parsed = {name: getattr(body, _snake(name)) for name in _JOB_UPDATABLE if name in sent}
+    parsed = {name: getattr(body, attribute) for name, attribute in UPDATABLE_FIELDS.items()
+              if name in sent}
     written = await service.job_command(cmd.UpdateJob(
         job_id, tuple(parsed.items()), replace=replace, precondition=call.precondition()))
     return call.written(written, 200)
-
-
-def _snake(name: str) -> str:
-    return "".join("_" + c.lower() if c.isupper() else c for c in name)
 
 
 @endpoint
