@@ -229,6 +229,45 @@ class Service:
             self.proc.wait()
 
 
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """(own, reaped children) CPU seconds of a process, from ``/proc``."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    tick = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / tick, (int(fields[13]) + int(fields[14])) / tick
+
+
+def child_pids(pid: int) -> list[int]:
+    children: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        children += [int(c) for c in (task / "children").read_text().split()]
+    return children
+
+
+class CpuSplit:
+    """Where the CPU went during the timed phase: this client, the server, the node agent
+    (the server's child processes) and the task processes the agent reaped."""
+
+    def __init__(self, server_pid: int) -> None:
+        self.server_pid = server_pid
+        self.agent_pids = child_pids(server_pid)
+        self.start = self._sample()
+
+    def _sample(self) -> dict[str, float]:
+        own, _ = cpu_seconds(self.server_pid)
+        agents = [cpu_seconds(p) for p in self.agent_pids]
+        times = os.times()
+        return {
+            "benchmark_client": times.user + times.system,
+            "server_process": own,
+            "node_agent": sum(a[0] for a in agents),
+            "task_processes": sum(a[1] for a in agents),
+        }
+
+    def cores_since_start(self, elapsed: float) -> dict[str, float]:
+        end = self._sample()
+        return {k: round((end[k] - self.start[k]) / elapsed, 3) for k in end}
+
+
 class PySpy:
     """Optional: ``py-spy record`` on the server for the duration of a ``with`` block."""
 
@@ -248,6 +287,8 @@ class PySpy:
                     "--pid",
                     str(self.pid),
                     "--threads",
+                    "--subprocesses",
+                    "--gil",
                     "--rate",
                     "200",
                     "--format",
@@ -307,8 +348,10 @@ def measure_throughput(
     poll_interval: float,
     timeout: float,
     concurrency: int | None,
+    server_pid: int,
 ) -> dict[str, Any]:
     create_job(client, job_id, pool_id)
+    cpu = CpuSplit(server_pid)
     tasks = [m.BatchTaskCreateOptions(id=f"t{i:06d}", command_line=TASK_COMMAND) for i in range(n)]
     polls = 0
     wall_start = time.time_ns()
@@ -326,6 +369,7 @@ def measure_throughput(
         time.sleep(poll_interval)
     finished = time.perf_counter()
     wall_finished = time.time_ns()
+    cpu_cores = cpu.cores_since_start(finished - started)
     not_added = [
         r.task_id for r in result.result_values or [] if r.status != m.BatchTaskAddStatus.SUCCESS
     ]
@@ -360,6 +404,7 @@ def measure_throughput(
         "submit_s": round(submitted - started, 4),
         "submit_tasks_per_s": round(n / (submitted - started), 1),
         "submit_max_concurrency": concurrency,
+        "cpu_cores": cpu_cores,
         "succeeded": counts.succeeded,
         "failed": counts.failed,
         "count_polls": polls,
@@ -505,6 +550,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     args.poll_interval,
                     args.timeout,
                     args.submit_concurrency,
+                    service.proc.pid,
                 )
             phase("pool_and_throughput")
             latency = measure_latency(
