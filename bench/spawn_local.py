@@ -47,7 +47,9 @@ def backend_rate(
     events: queue.SimpleQueue[Event] = queue.SimpleQueue()
     in_start: list[float] = []
     with tempfile.TemporaryDirectory(prefix="hybatch-bench-", dir=base) as tmp:
-        backend = LocalBackend(Path(tmp), "bench", "http://127.0.0.1:0", spawn_inline=spawn_inline)
+        backend = LocalBackend(
+            Path(tmp), "bench", "http://127.0.0.1:0", spawners=0 if spawn_inline else 4
+        )
         backend.start(events.put)
         try:
             backend.provision_node(ProvisionNode("pool", "node-1", slots, True))

@@ -124,7 +124,7 @@ class Node:
 
 def _start_node(root: Path, spawn_inline: bool) -> Generator[Node, None, None]:
     events = Events()
-    backend = LocalBackend(root, ACCOUNT, ACCOUNT_URL, spawn_inline=spawn_inline)
+    backend = LocalBackend(root, ACCOUNT, ACCOUNT_URL, spawners=0 if spawn_inline else 4)
     port: ComputeBackend = backend  # the adapter satisfies the port
     port.start(events)
     try:

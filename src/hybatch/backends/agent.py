@@ -6,14 +6,22 @@ so task churn never competes with the service's writer thread for the lock. The 
 the service's sink; reading files and exit records needs no round trip (same host, same
 paths), so those run service-side.
 
+The agent runs the whole node in one thread, the supervisor's reaper: the pipe from the service
+is one more fd in its epoll set, offers are spawned right there, and the events one wake-up
+produces go back as one message. No hand-offs between threads, no GIL contention inside the
+agent (measured in bench/README.md). Messages are pickled flat (a class and a tuple of its
+fields) rather than through the dataclasses' generic state protocol.
+
 The agent is a child of the service and stops with it (a clean stop kills its tasks unreported
-so recovery requeues them; see ADR 0002). Imports: ports, core effects/events, node runtime,
-the local backend.
+so recovery requeues them; see ADR 0002). Imports: ports, core effects/events, core records,
+node runtime, the local backend.
 """
 
 from __future__ import annotations
 
 import argparse
+import copyreg
+import dataclasses
 import json
 import logging
 import os
@@ -24,11 +32,22 @@ import sys
 import threading
 from collections.abc import Mapping
 from multiprocessing.connection import Connection
+from operator import attrgetter
 from pathlib import Path
+from typing import Any
 
 from hybatch.backends.local import LocalBackend
 from hybatch.core.effects import DeleteTaskFiles, KillTask, ProvisionNode, ReleaseNode, TaskLaunch
-from hybatch.core.events import Event, TaskExited
+from hybatch.core.events import (
+    Event,
+    NodeLost,
+    NodeReady,
+    NodeReleased,
+    TaskExited,
+    TaskLost,
+    TaskStarted,
+)
+from hybatch.core.records import FailureInfoRecord
 from hybatch.node.host import HostNodes
 from hybatch.ports import EventSink, NodeFiles
 
@@ -36,6 +55,24 @@ _log = logging.getLogger(__name__)
 
 _READY = "ready"
 AgentMessage = ProvisionNode | ReleaseNode | TaskLaunch | KillTask | DeleteTaskFiles | None
+
+
+def _pickle_flat(*classes: type) -> None:
+    """Pickle these dataclasses as (class, field values): several times cheaper than the
+    generic ``__getstate__`` of slotted dataclasses, which walks ``fields()`` per object."""
+    for cls in classes:
+        names = [f.name for f in dataclasses.fields(cls)]
+        get = attrgetter(*names)
+
+        def reduce(obj: Any, cls: type = cls, get: attrgetter[Any] = get,
+                   single: bool = len(names) == 1) -> tuple[type, Any]:
+            return cls, (get(obj),) if single else get(obj)
+
+        copyreg.pickle(cls, reduce)
+
+
+_pickle_flat(TaskLaunch, ProvisionNode, ReleaseNode, KillTask, DeleteTaskFiles, TaskExited,
+             TaskStarted, TaskLost, NodeReady, NodeLost, NodeReleased, FailureInfoRecord)
 
 
 class AgentBackend:
@@ -104,13 +141,14 @@ class AgentBackend:
     def _read_events(conn: Connection, sink: EventSink) -> None:
         while True:
             try:
-                event: Event = conn.recv()
+                received: Event | list[Event] = conn.recv()
             except (EOFError, OSError):
                 return
-            try:
-                sink(event)
-            except Exception:
-                _log.exception("event sink failed for %r", event)
+            for event in received if isinstance(received, list) else (received,):
+                try:
+                    sink(event)
+                except Exception:
+                    _log.exception("event sink failed for %r", event)
 
     # ------------------------------------------------------------------ effects
 
@@ -139,28 +177,61 @@ class AgentBackend:
         return self._host.collect_exit(pool_id, node_id, job_id, task_id, attempt)
 
 
+class _Outbox:
+    """Events to the service: those the reaper thread produces are sent together after each of
+    its wake-ups; any other thread's (node creation, the worker) go at once."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+        self._lock = threading.Lock()
+        self._pending: list[Event] = []
+        self.in_batch_thread: Any = lambda: False
+
+    def put(self, event: Event) -> None:
+        if self.in_batch_thread():
+            self._pending.append(event)
+            return
+        with self._lock:
+            self._conn.send(event)
+
+    def flush(self) -> None:
+        if not self._pending:
+            return
+        batch, self._pending = self._pending, []
+        with self._lock:
+            self._conn.send(batch if len(batch) > 1 else batch[0])
+
+
 def run_agent(conn: Connection, root: Path, account_name: str, account_url: str,
               base_environment: dict[str, str] | None) -> None:
-    """The agent process: a LocalBackend driven by messages from the service."""
+    """The agent process: a LocalBackend driven, on its reaper thread, by the service's
+    messages."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the service decides when we stop
-    backend = LocalBackend(root, account_name, account_url, base_environment=base_environment)
-    send_lock = threading.Lock()
+    outbox = _Outbox(conn)
+    backend = LocalBackend(root, account_name, account_url, base_environment=base_environment,
+                           spawners=0, after_poll=outbox.flush)
+    backend.start(outbox.put)
+    outbox.in_batch_thread = backend.in_reaper_thread
+    stop = threading.Event()
 
-    def sink(event: Event) -> None:
-        with send_lock:
-            conn.send(event)
+    def on_message() -> bool:
+        """Reaper thread, the pipe is readable: run one message (epoll calls again while more
+        wait); False once the service says stop or is gone."""
+        try:
+            message: AgentMessage | list[AgentMessage] = conn.recv()
+        except (EOFError, OSError):
+            message = None  # the service is gone
+        if message is None:
+            stop.set()
+            return False
+        for item in message if isinstance(message, list) else (message,):
+            _dispatch(backend, item)
+        return True
 
-    backend.start(sink)
+    backend.watch(conn.fileno(), on_message)
     conn.send(_READY)
     try:
-        while True:
-            try:
-                message: AgentMessage = conn.recv()
-            except (EOFError, OSError):
-                break  # the service is gone
-            if message is None:
-                break
-            _dispatch(backend, message)
+        stop.wait()
     finally:
         backend.close()
         conn.close()

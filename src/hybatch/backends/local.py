@@ -103,9 +103,10 @@ class LocalBackend:
         account_url: str,
         *,
         base_environment: Mapping[str, str] | None = None,
-        spawn_inline: bool = False,
+        spawners: int = 4,
         start_report_delay_s: float = 0.005,
         timeout_grace_s: float = 0.0,
+        after_poll: Callable[[], None] | None = None,
     ) -> None:
         self._root = Path(root).absolute()
         self._host = HostNodes(self._root)
@@ -114,7 +115,11 @@ class LocalBackend:
         self._base_env = dict(
             minimal_base_environment(os.environ) if base_environment is None else base_environment
         )
-        self._spawn_inline = spawn_inline
+        self._spawners = spawners
+        """0: spawn in the calling thread (the node agent calls everything from the reaper
+        thread, so the whole node runs in one thread); otherwise hand spawns to this many
+        spawner threads so the caller (the service's writer) never waits for process work."""
+        self._after_poll = after_poll
         self._start_delay = start_report_delay_s
         """An attempt that ends within this long is reported once, by its exit (which carries
         its start time): half the events for short tasks."""
@@ -144,12 +149,23 @@ class LocalBackend:
         trash.mkdir(parents=True, exist_ok=True)
         self._supervisor = TaskSupervisor(self._on_exit, timeout_grace_s=self._grace,
                                           on_start=self._on_start,
-                                          start_report_delay_s=self._start_delay)
+                                          start_report_delay_s=self._start_delay,
+                                          spawners=self._spawners,
+                                          after_poll=self._after_poll)
         self._worker = threading.Thread(target=self._work_loop, name="hybatch-local", daemon=True)
         self._worker.start()
         leftovers = list(trash.iterdir())  # deletions a previous run did not finish
         if leftovers:
             self._work.put(lambda: _remove_all(leftovers))
+
+    def watch(self, fd: int, on_ready: Callable[[], bool]) -> None:
+        """Run ``on_ready`` on the reaper thread whenever ``fd`` is readable (until it returns
+        False): a host that calls this backend only from there runs the node in one thread."""
+        assert self._supervisor is not None, "start() first"
+        self._supervisor.watch(fd, on_ready)
+
+    def in_reaper_thread(self) -> bool:
+        return self._supervisor is not None and self._supervisor.in_reaper_thread()
 
     def close(self) -> None:
         """Stop the threads and kill every process still running (nothing more is reported)."""
@@ -255,7 +271,8 @@ class LocalBackend:
     # ------------------------------------------------------------------ tasks
 
     def start_task(self, launch: TaskLaunch) -> None:
-        """Hand the attempt to the reaper thread (or spawn it here with ``spawn_inline``)."""
+        """Queue the attempt on its node; start it if it has its slots (in this thread with
+        ``spawners=0``, else on a spawner thread)."""
         with self._lock:
             node = self._nodes.get(launch.node_id)
             if node is None:
@@ -293,7 +310,7 @@ class LocalBackend:
         """Hand attempts that have their slots to the supervisor."""
         assert self._supervisor is not None
         for launch, paths, env in startable:
-            if self._spawn_inline:
+            if not self._spawners:
                 self._supervisor.launch(launch, paths, env)
             else:
                 self._supervisor.submit(launch, paths, env)

@@ -72,11 +72,18 @@ class TaskSupervisor:
     delivered on the reaper thread.
     ``timeout_grace_s`` > 0 sends SIGTERM to a timed-out group first and SIGKILL after the
     grace; 0 kills at once.
+
+    ``spawners=0`` starts no spawner threads (``submit`` is then unavailable): a host that
+    drives everything from the reaper thread (``watch`` an fd, ``launch`` from its callback)
+    runs the whole node in one thread, with no hand-offs and no GIL contention.
+    ``after_poll`` runs on the reaper thread after each batch of wake-ups (to flush reports
+    buffered during it).
     """
 
     def __init__(self, on_exit: ExitCallback, *, timeout_grace_s: float = 0.0,
                  spawners: int = 4, on_start: StartCallback | None = None,
-                 start_report_delay_s: float = 0.0) -> None:
+                 start_report_delay_s: float = 0.0,
+                 after_poll: Callable[[], None] | None = None) -> None:
         self._on_exit = on_exit
         self._on_start = on_start
         self._start_delay = start_report_delay_s
@@ -93,6 +100,8 @@ class TaskSupervisor:
         self._queued: dict[AttemptKey, bool] = {}
         """Submitted, not yet spawned attempts -> whether a kill cancelled them."""
         self._next_wake = float("inf")
+        self._after_poll = after_poll
+        self._watched: dict[int, Callable[[], bool]] = {}
         self._epoll = select.epoll()
         self._wake_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         self._epoll.register(self._wake_fd, select.EPOLLIN)
@@ -105,14 +114,16 @@ class TaskSupervisor:
         self._spawn_queue: queue.SimpleQueue[tuple[TaskLaunch, TaskPaths, dict[str, str]] | None]
         self._spawn_queue = queue.SimpleQueue()
         self._spawners = [threading.Thread(target=self._spawn_loop, name=f"hybatch-spawn-{i}",
-                                           daemon=True) for i in range(max(1, spawners))]
+                                           daemon=True) for i in range(max(0, spawners))]
         for thread in self._spawners:
             thread.start()
 
     # ------------------------------------------------------------------ commands
 
     def submit(self, launch: TaskLaunch, paths: TaskPaths, env: dict[str, str]) -> None:
-        """Queue one attempt for the reaper thread to start (the caller does no process work)."""
+        """Queue one attempt for a spawner thread to start (the caller does no process work)."""
+        if not self._spawners:
+            raise RuntimeError("this supervisor has no spawner threads: use launch()")
         with self._lock:
             self._queued[launch_key(launch)] = False
         self._spawn_queue.put((launch, paths, env))
@@ -162,6 +173,15 @@ class TaskSupervisor:
         self._epoll.register(outcome.pidfd, select.EPOLLIN)
         if wake:
             self._wake()
+
+    def watch(self, fd: int, on_ready: Callable[[], bool]) -> None:
+        """Call ``on_ready`` on the reaper thread whenever ``fd`` is readable, until it
+        returns False."""
+        self._watched[fd] = on_ready
+        self._epoll.register(fd, select.EPOLLIN)
+
+    def in_reaper_thread(self) -> bool:
+        return threading.current_thread() is self._thread
 
     def _report_start(self, launch: TaskLaunch, start_time: datetime) -> None:
         assert self._on_start is not None
@@ -271,11 +291,31 @@ class TaskSupervisor:
                     with contextlib.suppress(BlockingIOError):
                         os.eventfd_read(self._wake_fd)
                     continue
+                watched = self._watched.get(fd)
+                if watched is not None:
+                    self._call_watched(fd, watched)
+                    continue
                 with self._lock:
                     attempt = self._by_fd.get(fd)
                 if attempt is not None:
                     self._collect(attempt)
             self._expire(time.monotonic())
+            if self._after_poll is not None:
+                try:
+                    self._after_poll()
+                except Exception:
+                    _log.exception("after-poll callback failed")
+
+    def _call_watched(self, fd: int, on_ready: Callable[[], bool]) -> None:
+        try:
+            keep = on_ready()
+        except Exception:
+            _log.exception("callback for watched fd %d failed; no longer watched", fd)
+            keep = False
+        if not keep:
+            self._watched.pop(fd, None)
+            with contextlib.suppress(OSError, ValueError):
+                self._epoll.unregister(fd)
 
     def _start_submitted(self, launch: TaskLaunch, paths: TaskPaths, env: dict[str, str]) -> None:
         key = launch_key(launch)
