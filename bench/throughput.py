@@ -617,9 +617,9 @@ def main() -> None:
     parser.add_argument(
         "--poll-interval",
         type=float,
-        default=0.005,
+        default=0.05,
         metavar="S",
-        help="client polling interval in seconds (default 0.005)",
+        help="client polling interval in seconds (default 0.05)",
     )
     parser.add_argument(
         "--submit-concurrency",

@@ -19,13 +19,14 @@ import sqlite3
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.pool import StaticPool
+from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.dml import Insert
 
 from hybatch.store.codec import dumps, loads
@@ -79,38 +80,49 @@ class SqlDialect(ABC):
             with conn.begin():
                 yield conn
 
-    def writer_connection(self, engine: Engine) -> Connection:
-        """A connection kept open for writes (the writer thread's own)."""
-        conn = engine.connect()
-        conn.execution_options(**{_WRITE: True})
-        return conn
+    @abstractmethod
+    def begin_turn(self, dbapi_conn: Any) -> None:
+        """Start the writer's turn transaction on its own DBAPI connection."""
 
     def _read_options(self) -> dict[str, Any]:
         return {}
 
 
-class BulkUpsert:
-    """An upsert compiled once and run through the driver's ``executemany``.
+class DriverStatement:
+    """A statement compiled once and run through the driver's ``executemany``.
 
-    Skips SQLAlchemy's per-row parameter processing, which costs as much as the insert itself
-    on the hot path (thousands of tasks per loop turn). Rows must therefore hold plain driver
-    values: ``str``, ``int``, ``bool``, ``None``, and JSON columns already serialised."""
+    Skips SQLAlchemy's per-execution work (parameter processing, compiled-cache lookup,
+    result set-up), which on the writer's hot path costs more than the statements themselves.
+    Rows must hold plain driver values: ``str``, ``int``, ``bool``, ``None``, and JSON columns
+    already serialised."""
 
-    def __init__(self, dialect: SqlDialect, engine: Engine, table: sa.Table) -> None:
-        compiled = dialect.upsert(table).compile(dialect=engine.dialect)
+    def __init__(self, engine: Engine, statement: sa.ClauseElement) -> None:
+        compiled = cast(SQLCompiler, statement.compile(dialect=engine.dialect))
         self._sql = compiled.string
         self._order: list[str] | None = (
             list(compiled.positiontup) if compiled.positiontup is not None else None
         )
 
-    def __call__(self, conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
-        if not rows:
-            return
+    def _params(self, rows: Sequence[dict[str, Any]]) -> list[Any]:
         if self._order is None:
-            conn.exec_driver_sql(self._sql, list(rows))
-        else:
-            order = self._order
-            conn.exec_driver_sql(self._sql, [tuple(row[c] for c in order) for row in rows])
+            return list(rows)
+        order = self._order
+        return [tuple(row[c] for c in order) for row in rows]
+
+    def __call__(self, conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
+        """Run inside a SQLAlchemy transaction."""
+        if rows:
+            conn.exec_driver_sql(self._sql, self._params(rows))
+
+    def run(self, cursor: Any, rows: Sequence[dict[str, Any]]) -> None:
+        """Run on a DBAPI cursor (the writer's turn transaction)."""
+        if rows:
+            cursor.executemany(self._sql, self._params(rows))
+
+
+def bulk_upsert(dialect: SqlDialect, engine: Engine, table: sa.Table) -> DriverStatement:
+    """INSERT of whole rows replacing an existing row's non-key columns, compiled once."""
+    return DriverStatement(engine, dialect.upsert(table))
 
 
 def _on_conflict_update(insert: Any, table: sa.Table) -> Insert:
@@ -159,6 +171,10 @@ class SqliteDialect(SqlDialect):
         finally:
             cur.close()
 
+    def begin_turn(self, dbapi_conn: Any) -> None:
+        # autocommit at the driver level (see _on_connect): take the write lock up front
+        dbapi_conn.execute("BEGIN IMMEDIATE")
+
     @staticmethod
     def _on_begin(conn: Connection) -> None:
         # Writers take the write lock up front, so a busy database makes them wait (busy
@@ -169,6 +185,9 @@ class SqliteDialect(SqlDialect):
 
 class PostgresDialect(SqlDialect):
     name = "postgresql"
+
+    def begin_turn(self, dbapi_conn: Any) -> None:
+        """Nothing: psycopg opens the transaction with the turn's first statement."""
 
     def create_engine(self, url: str) -> Engine:
         parsed = make_url(url)

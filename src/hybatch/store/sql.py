@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
@@ -19,7 +19,7 @@ from hybatch.core.records import JobRecord, NodeRecord, PoolRecord, TaskRecord
 from hybatch.ports import Changes, ListQuery, Page
 from hybatch.store import codec, tables
 from hybatch.store.codec import Resource, Row
-from hybatch.store.dialects import BulkUpsert, dialect_for
+from hybatch.store.dialects import DriverStatement, bulk_upsert, dialect_for
 from hybatch.store.filters import AllOf, Cmp, Cond, translate
 from hybatch.store.paging import fill_page
 
@@ -80,22 +80,26 @@ class SqlStore:
         )
         with self._write() as conn:  # serialised with other writers (SQLite: BEGIN IMMEDIATE)
             tables.metadata.create_all(conn)
-        self._turn_conn: Connection | None = None
-        """The writer thread's own connection for ``apply``: kept open, so a loop turn pays
-        no pool check-out, check-in and reset."""
+        self._turn_conn: Any = None
+        """The writer thread's own pooled DBAPI connection for ``apply``: kept open, and used
+        directly, so a loop turn pays no pool check-out or SQLAlchemy execution overhead."""
         t = tables
+        engine = self._engine
         self._upsert = {
-            tb.name: BulkUpsert(self._dialect, self._engine, tb)
-            for tb in tables.metadata.sorted_tables
+            tb.name: bulk_upsert(self._dialect, engine, tb) for tb in tables.metadata.sorted_tables
         }
-        self._delete_pool_nodes = sa.delete(t.nodes).where(t.nodes.c.pool_key == _bind("k"))
-        self._delete_pools = sa.delete(t.pools).where(t.pools.c.pool_key == _bind("k"))
-        self._delete_nodes = sa.delete(t.nodes).where(t.nodes.c.node_key == _bind("k"))
-        self._delete_job_tasks = sa.delete(t.tasks).where(t.tasks.c.job_key == _bind("k"))
-        self._delete_jobs = sa.delete(t.jobs).where(t.jobs.c.job_key == _bind("k"))
-        self._delete_tasks = sa.delete(t.tasks).where(
+
+        def delete(statement: sa.Delete) -> DriverStatement:
+            return DriverStatement(engine, statement)
+
+        self._delete_pool_nodes = delete(sa.delete(t.nodes).where(t.nodes.c.pool_key == _bind("k")))
+        self._delete_pools = delete(sa.delete(t.pools).where(t.pools.c.pool_key == _bind("k")))
+        self._delete_nodes = delete(sa.delete(t.nodes).where(t.nodes.c.node_key == _bind("k")))
+        self._delete_job_tasks = delete(sa.delete(t.tasks).where(t.tasks.c.job_key == _bind("k")))
+        self._delete_jobs = delete(sa.delete(t.jobs).where(t.jobs.c.job_key == _bind("k")))
+        self._delete_tasks = delete(sa.delete(t.tasks).where(
             (t.tasks.c.job_key == _bind("j")) & (t.tasks.c.task_key == _bind("k"))
-        )
+        ))
 
     @property
     def dialect_name(self) -> str:
@@ -112,13 +116,30 @@ class SqlStore:
             yield conn
 
     @contextmanager
-    def _write_turn(self) -> Iterator[Connection]:
-        """A write transaction on the long-lived turn connection (one writer thread)."""
+    def _write_turn(self) -> Iterator[Any]:
+        """A write transaction on the long-lived turn connection (one writer thread), as a
+        DBAPI cursor. Any failure rolls back and drops the connection: the next turn starts
+        on a fresh one (a database restart, a broken link)."""
         with self._lock:
-            if self._turn_conn is None or self._turn_conn.closed:
-                self._turn_conn = self._dialect.writer_connection(self._engine)
-            with self._turn_conn.begin():
-                yield self._turn_conn
+            if self._turn_conn is None:
+                self._turn_conn = self._engine.raw_connection()
+            pooled = self._turn_conn
+            dbapi = pooled.driver_connection
+            try:
+                self._dialect.begin_turn(dbapi)
+                cursor = dbapi.cursor()
+                try:
+                    yield cursor
+                finally:
+                    cursor.close()
+                dbapi.commit()
+            except BaseException:
+                with suppress(Exception):
+                    dbapi.rollback()
+                with suppress(Exception):
+                    pooled.invalidate()
+                self._turn_conn = None
+                raise
 
     # ------------------------------------------------------------------ writes
 
@@ -137,24 +158,20 @@ class SqlStore:
         deleted_nodes = [{"k": k.lower()} for k in changes.deleted_nodes]
         deleted_jobs = [{"k": k.lower()} for k in changes.deleted_jobs]
         deleted_tasks = [{"j": j.lower(), "k": k.lower()} for j, k in changes.deleted_tasks]
-        with self._write_turn() as conn:
-            if deleted_tasks:
-                conn.execute(self._delete_tasks, deleted_tasks)
-            if deleted_jobs:
-                conn.execute(self._delete_job_tasks, deleted_jobs)
-                conn.execute(self._delete_jobs, deleted_jobs)
-            if deleted_nodes:
-                conn.execute(self._delete_nodes, deleted_nodes)
-            if deleted_pools:
-                conn.execute(self._delete_pool_nodes, deleted_pools)
-                conn.execute(self._delete_pools, deleted_pools)
+        with self._write_turn() as cursor:
+            self._delete_tasks.run(cursor, deleted_tasks)
+            self._delete_job_tasks.run(cursor, deleted_jobs)
+            self._delete_jobs.run(cursor, deleted_jobs)
+            self._delete_nodes.run(cursor, deleted_nodes)
+            self._delete_pool_nodes.run(cursor, deleted_pools)
+            self._delete_pools.run(cursor, deleted_pools)
             for table, rows in (
                 (tables.pools, pools),
                 (tables.nodes, nodes),
                 (tables.jobs, jobs),
                 (tables.tasks, tasks),
             ):
-                self._upsert[table.name](conn, rows)
+                self._upsert[table.name].run(cursor, rows)
 
     def put_setting(self, name: str, value: str) -> None:
         with self._write() as conn:
@@ -275,6 +292,7 @@ class SqlStore:
 
     def close(self) -> None:
         if self._turn_conn is not None:
-            self._turn_conn.close()
+            with suppress(Exception):
+                self._turn_conn.close()
             self._turn_conn = None
         self._engine.dispose()
