@@ -27,7 +27,14 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 
 from hybatch.backends.local import LocalBackend
-from hybatch.core.effects import DeleteTaskFiles, KillTask, ProvisionNode, ReleaseNode, TaskLaunch
+from hybatch.core.effects import (
+    DeleteTaskFiles,
+    KillTask,
+    ProvisionNode,
+    ReleaseNode,
+    RestartNode,
+    TaskLaunch,
+)
 from hybatch.core.events import Event, TaskExited
 from hybatch.node.host import HostNodes
 from hybatch.ports import EventSink, NodeFiles
@@ -35,7 +42,9 @@ from hybatch.ports import EventSink, NodeFiles
 _log = logging.getLogger(__name__)
 
 _READY = "ready"
-AgentMessage = ProvisionNode | ReleaseNode | TaskLaunch | KillTask | DeleteTaskFiles | None
+AgentMessage = (
+    ProvisionNode | ReleaseNode | TaskLaunch | KillTask | DeleteTaskFiles | RestartNode | None
+)
 
 
 class AgentBackend:
@@ -129,6 +138,9 @@ class AgentBackend:
     def delete_task_files(self, effect: DeleteTaskFiles) -> None:
         self._send(effect)
 
+    def restart_node(self, effect: RestartNode) -> None:
+        self._send(effect)
+
     # ------------------------------------------------------------------ same-host reads
 
     def node_files(self, pool_id: str, node_id: str) -> NodeFiles:
@@ -178,6 +190,8 @@ def _dispatch(backend: LocalBackend, message: AgentMessage) -> None:
             backend.release_node(message)
         elif isinstance(message, DeleteTaskFiles):
             backend.delete_task_files(message)
+        elif isinstance(message, RestartNode):
+            backend.restart_node(message)
     except Exception:
         _log.exception("node agent failed on %r", message)
 
