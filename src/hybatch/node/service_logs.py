@@ -59,7 +59,7 @@ def select_log_files(files: NodeFiles, start: datetime,
     ``start`` and, with ``end``, begun at or before it."""
     try:
         listed = files.list(LOG_DIR, recursive=True)
-    except (FileNotFoundError, NotADirectoryError, PermissionError):
+    except OSError:  # no log directory (yet), or not one
         return []
     chosen = []
     for info in listed:
@@ -107,7 +107,7 @@ def upload_logs(files: NodeFiles, chosen: list[FileInfo], container_url: str, po
                 name = info.path[len(LOG_DIR):].lstrip("/")
                 container.upload_blob(f"{directory}/{name}", data, overwrite=True)
                 uploaded += 1
-    except AzureError as error:
+    except (AzureError, ValueError, OSError) as error:  # refused, unreachable, malformed
         code = getattr(error, "error_code", None) or type(error).__name__
         raise UploadError(f"the upload to the container failed: {code}") from error
     return UploadResult(virtual_directory=directory, files=uploaded)

@@ -20,7 +20,7 @@ from hybatch.core.commands import (
 from hybatch.core.effects import KillTask, RestartNode
 from hybatch.core.events import NodeLost, NodeReady
 from hybatch.core.records import NodeRecord
-from tests.unit.core.core_sim import Sim, task_spec
+from tests.unit.core.core_sim import Sim
 
 
 def _key(kind: str = "ssh-ed25519") -> str:
