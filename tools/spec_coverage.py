@@ -33,6 +33,31 @@ PARTIAL: dict[str, str] = {
     "Tasks_ListTasks": "$expand=stats not built ($expand is ignored)",
     "Jobs_ListJobs": "$expand=stats not built ($expand is ignored)",
     "Pools_ListPools": "$expand=stats not built ($expand is ignored)",
+    "Pools_UpdatePool": "startTask, application packages and mounts answer 400 "
+                        "UnsupportedProperty; fields other than startTask, metadata, packages "
+                        "and certificates change only while the pool has no nodes (else 409)",
+    "Pools_ReplacePoolProperties": "a startTask or application packages answer 400 "
+                                   "UnsupportedProperty; certificateReferences may be omitted",
+    "Pools_ListPoolUsageMetrics": "30-minute intervals; the current interval is listed as it "
+                                  "accrues (no 2.5-hour delay); core hours = cores read from "
+                                  "vmSize x time nodes were allocated (not deallocated)",
+    "Nodes_RebootNode": "retaineddata waits for running tasks but not for retention periods; "
+                        "no start task reruns (start tasks are not built)",
+    "Nodes_ReimageNode": "wipes the node's directories (all but volatile/) and its users; "
+                         "retaineddata as for reboot",
+    "Nodes_DeallocateNode": "a local node keeps its directory while deallocated; scheduling "
+                            "and usage accounting stop",
+    "Nodes_CreateNodeUser": "users are recorded on the node; no OS account is created and "
+                            "passwords are not stored",
+    "Nodes_ReplaceNodeUser": "as Nodes_CreateNodeUser",
+    "Nodes_DeleteNodeUser": "as Nodes_CreateNodeUser",
+    "Nodes_GetNodeRemoteLoginSettings": "the node's address (127.0.0.1 for local nodes) and "
+                                        "SSH port 22; hybatch runs no SSH server",
+    "Nodes_UploadNodeLogs": "uploads the node's own lifecycle log (volatile/logs) before "
+                            "answering, to a container SAS URL; identityReference answers 400 "
+                            "UnsupportedProperty",
+    "Nodes_ListNodeExtensions": "local nodes have no VM extensions: always empty",
+    "Nodes_GetNodeExtension": "local nodes have no VM extensions: always 404 ResourceNotFound",
 }
 
 

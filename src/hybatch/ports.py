@@ -10,9 +10,16 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Generic, Protocol, TypeVar
 
-from hybatch.core.effects import DeleteTaskFiles, KillTask, ProvisionNode, ReleaseNode, TaskLaunch
+from hybatch.core.effects import (
+    DeleteTaskFiles,
+    KillTask,
+    ProvisionNode,
+    ReleaseNode,
+    RestartNode,
+    TaskLaunch,
+)
 from hybatch.core.events import Event, TaskExited
-from hybatch.core.records import JobRecord, NodeRecord, PoolRecord, TaskRecord
+from hybatch.core.records import JobRecord, NodeRecord, PoolRecord, TaskRecord, UsageRecord
 from hybatch.odata.ast import Expr
 
 T = TypeVar("T")
@@ -47,10 +54,13 @@ class Changes:
     deleted_nodes: list[str] = field(default_factory=list)
     deleted_jobs: list[str] = field(default_factory=list)
     deleted_tasks: list[tuple[str, str]] = field(default_factory=list)
+    usage: list[UsageRecord] = field(default_factory=list)
+    """Closed pool usage intervals, each written once (a repeated key replaces the row)."""
 
     def is_empty(self) -> bool:
         return not (self.pools or self.nodes or self.jobs or self.tasks or self.deleted_pools
-                    or self.deleted_nodes or self.deleted_jobs or self.deleted_tasks)
+                    or self.deleted_nodes or self.deleted_jobs or self.deleted_tasks
+                    or self.usage)
 
 
 class InvalidContinuationToken(ValueError):
@@ -99,6 +109,11 @@ class Store(Protocol):
     def list_jobs(self, query: ListQuery[JobRecord]) -> Page[JobRecord]: ...
     def list_tasks(self, job_key: str, query: ListQuery[TaskRecord]) -> Page[TaskRecord]: ...
 
+    def list_usage(self, start: datetime, end: datetime) -> list[UsageRecord]:
+        """Usage records whose interval starts in [start, end), by interval then pool key.
+        They outlive their pools (usage of deleted pools stays listed)."""
+        ...
+
     def get_setting(self, name: str) -> str | None: ...
     def put_setting(self, name: str, value: str) -> None: ...
 
@@ -139,6 +154,9 @@ class ComputeBackend(Protocol):
     def start_task(self, launch: TaskLaunch) -> None: ...
     def kill_task(self, effect: KillTask) -> None: ...
     def delete_task_files(self, effect: DeleteTaskFiles) -> None: ...
+    def restart_node(self, effect: RestartNode) -> None:
+        """Reboot (or start) a drained node, wiping its files on reimage; NodeReady follows."""
+        ...
     def node_files(self, pool_id: str, node_id: str) -> NodeFiles: ...
     def collect_exit(self, pool_id: str, node_id: str, job_id: str, task_id: str,
                      attempt: int) -> TaskExited | None:

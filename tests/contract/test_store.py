@@ -26,6 +26,7 @@ from tests.support.store_records import (
     node,
     pool,
     task,
+    usage_record,
 )
 from tests.support.store_strategies import records
 
@@ -601,3 +602,33 @@ def test_record_helpers_are_independent() -> None:
     a, b = full_task(), full_task()
     assert a == b and a is not b
     assert replace(a, version=1) != b
+
+
+# ------------------------------------------------------------------------- pool usage
+
+
+def test_usage_records_are_listed_by_interval_and_outlive_their_pool(
+        backend: Backend, store: Store) -> None:
+    hour = T0.replace(minute=0, second=0, microsecond=0)
+    half = timedelta(minutes=30)
+    store.apply(Changes(pools=[pool("Pool-B")], usage=[
+        usage_record("Pool-B", 1, 10.0), usage_record("pool-a", 1, 20.5),
+        usage_record("Pool-B", 0, 30.0), usage_record("Pool-B", 3, 40.0)]))
+    store.apply(Changes(deleted_pools=["pool-b"],
+                        usage=[usage_record("Pool-B", 1, 5.0, created=60)]))
+    listed = store.list_usage(hour, hour + 3 * half)
+    assert [(u.interval_start - hour, u.pool_id, u.core_seconds) for u in listed] == [
+        (timedelta(0), "Pool-B", 30.0), (half, "pool-a", 20.5), (half, "Pool-B", 10.0),
+        (half, "Pool-B", 5.0)]
+    assert listed[1] == usage_record("pool-a", 1, 20.5)
+    assert store.list_usage(hour + half, hour + 2 * half) == listed[1:]
+    assert store.list_usage(hour + 4 * half, hour + 9 * half) == []
+    store.apply(Changes(usage=[usage_record("pool-a", 1, 21.0)]))  # same key: replaced
+    assert [u.core_seconds for u in store.list_usage(hour + half, hour + 2 * half)] == [
+        21.0, 10.0, 5.0]
+    if backend.durable:
+        reopened = backend.open()
+        try:
+            assert len(reopened.list_usage(hour, hour + 9 * half)) == 5
+        finally:
+            reopened.close()

@@ -12,10 +12,12 @@ from hybatch.core.records import (
     FailureInfoRecord,
     JobRecord,
     NodeRecord,
+    NodeUserRecord,
     PoolRecord,
     ResizeErrorRecord,
     TaskCountsRecord,
     TaskRecord,
+    UsageRecord,
 )
 from hybatch.schema import BatchJobCreateOptions, BatchPoolCreateOptions, BatchTaskCreateOptions
 
@@ -179,6 +181,8 @@ def full_pool() -> PoolRecord:
         version=7,
         etag="0x8DABC",
         core_seconds=1.25e6,
+        usage_interval_start=at(-1800),
+        usage_core_seconds=7200.5,
     )
 
 
@@ -202,9 +206,21 @@ def full_node() -> NodeRecord:
         ip_address="10.0.0.4",
         errors=[ResizeErrorRecord("NodeError", "disk full")],
         removing=True,
+        pending_action="reimage",
+        users=[NodeUserRecord("alice", True, at(86400), True, "ssh-ed25519 AAAA x"),
+               NodeUserRecord("bob")],
+        accounted_until=at(5),
         version=3,
         etag="0x8DEF",
     )
+
+
+def usage_record(pool_id: str, interval: int, core_seconds: float = 3600.0,
+                 created: float = 0) -> UsageRecord:
+    """Usage of ``pool_id`` in the ``interval``-th half hour after T0's hour."""
+    start = T0.replace(minute=0, second=0, microsecond=0) + timedelta(minutes=30 * interval)
+    return UsageRecord(pool_id=pool_id, pool_creation_time=at(created), interval_start=start,
+                       vm_size="standard_d2s_v3", core_seconds=core_seconds)
 
 
 def full_job() -> JobRecord:

@@ -23,7 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hybatch.api import auth
 from hybatch.api.errors import error_response
-from hybatch.api.handlers import files, jobs, pools
+from hybatch.api.handlers import files, jobs, nodes, pools
 from hybatch.runtime.service import BatchService
 from hybatch.schema._generated.operations import OPERATIONS
 
@@ -74,6 +74,22 @@ IMPLEMENTED: dict[str, Endpoint] = {
     "Nodes_GetNodeFile": files.get_node_file,
     "Nodes_GetNodeFileProperties": files.head_node_file,
     "Nodes_DeleteNodeFile": files.delete_node_file,
+    "Pools_UpdatePool": nodes.patch_pool,
+    "Pools_ReplacePoolProperties": nodes.replace_pool_properties,
+    "Pools_ListPoolUsageMetrics": nodes.list_usage_metrics,
+    "Nodes_RebootNode": nodes.reboot_node,
+    "Nodes_ReimageNode": nodes.reimage_node,
+    "Nodes_StartNode": nodes.start_node,
+    "Nodes_DeallocateNode": nodes.deallocate_node,
+    "Nodes_DisableNodeScheduling": nodes.disable_scheduling,
+    "Nodes_EnableNodeScheduling": nodes.enable_scheduling,
+    "Nodes_CreateNodeUser": nodes.create_user,
+    "Nodes_ReplaceNodeUser": nodes.replace_user,
+    "Nodes_DeleteNodeUser": nodes.delete_user,
+    "Nodes_GetNodeRemoteLoginSettings": nodes.remote_login_settings,
+    "Nodes_UploadNodeLogs": nodes.upload_logs,
+    "Nodes_ListNodeExtensions": nodes.list_extensions,
+    "Nodes_GetNodeExtension": nodes.get_extension,
 }
 
 

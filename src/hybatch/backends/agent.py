@@ -37,7 +37,14 @@ from pathlib import Path
 from typing import Any
 
 from hybatch.backends.local import LocalBackend
-from hybatch.core.effects import DeleteTaskFiles, KillTask, ProvisionNode, ReleaseNode, TaskLaunch
+from hybatch.core.effects import (
+    DeleteTaskFiles,
+    KillTask,
+    ProvisionNode,
+    ReleaseNode,
+    RestartNode,
+    TaskLaunch,
+)
 from hybatch.core.events import (
     Event,
     NodeLost,
@@ -54,7 +61,9 @@ from hybatch.ports import EventSink, NodeFiles
 _log = logging.getLogger(__name__)
 
 _READY = "ready"
-AgentMessage = ProvisionNode | ReleaseNode | TaskLaunch | KillTask | DeleteTaskFiles | None
+AgentMessage = (
+    ProvisionNode | ReleaseNode | TaskLaunch | KillTask | DeleteTaskFiles | RestartNode | None
+)
 
 
 def _pickle_flat(*classes: type) -> None:
@@ -71,7 +80,8 @@ def _pickle_flat(*classes: type) -> None:
         copyreg.pickle(cls, reduce)
 
 
-_pickle_flat(TaskLaunch, ProvisionNode, ReleaseNode, KillTask, DeleteTaskFiles, TaskExited,
+_pickle_flat(TaskLaunch, ProvisionNode, ReleaseNode, KillTask, DeleteTaskFiles, RestartNode,
+             TaskExited,
              TaskStarted, TaskLost, NodeReady, NodeLost, NodeReleased, FailureInfoRecord)
 
 
@@ -167,6 +177,9 @@ class AgentBackend:
     def delete_task_files(self, effect: DeleteTaskFiles) -> None:
         self._send(effect)
 
+    def restart_node(self, effect: RestartNode) -> None:
+        self._send(effect)
+
     # ------------------------------------------------------------------ same-host reads
 
     def node_files(self, pool_id: str, node_id: str) -> NodeFiles:
@@ -249,6 +262,8 @@ def _dispatch(backend: LocalBackend, message: AgentMessage) -> None:
             backend.release_node(message)
         elif isinstance(message, DeleteTaskFiles):
             backend.delete_task_files(message)
+        elif isinstance(message, RestartNode):
+            backend.restart_node(message)
     except Exception:
         _log.exception("node agent failed on %r", message)
 

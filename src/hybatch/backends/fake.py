@@ -13,12 +13,19 @@ import builtins
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from hybatch.core.effects import DeleteTaskFiles, KillTask, ProvisionNode, ReleaseNode, TaskLaunch
+from hybatch.core.effects import (
+    DeleteTaskFiles,
+    KillTask,
+    ProvisionNode,
+    ReleaseNode,
+    RestartNode,
+    TaskLaunch,
+)
 from hybatch.core.events import Event, NodeLost, NodeReady, NodeReleased, TaskExited
 from hybatch.core.records import FailureInfoRecord
 from hybatch.ports import EventSink, FileInfo, NodeFiles
 
-FakeCall = ProvisionNode | ReleaseNode | TaskLaunch | KillTask | DeleteTaskFiles
+FakeCall = ProvisionNode | ReleaseNode | TaskLaunch | KillTask | DeleteTaskFiles | RestartNode
 
 
 def _epoch() -> datetime:
@@ -108,6 +115,7 @@ class FakeBackend:
         self.launches: list[TaskLaunch] = []
         self.kills: list[KillTask] = []
         self.deleted: list[DeleteTaskFiles] = []
+        self.restarted: list[RestartNode] = []
         self.running: dict[tuple[str, str, int], TaskLaunch] = {}
         """Launched attempts not yet exited, by (job id, task id, attempt) as given."""
         self.files: dict[tuple[str, str], FakeNodeFiles] = {}
@@ -144,6 +152,12 @@ class FakeBackend:
     def delete_task_files(self, effect: DeleteTaskFiles) -> None:
         self.calls.append(effect)
         self.deleted.append(effect)
+
+    def restart_node(self, effect: RestartNode) -> None:
+        self.calls.append(effect)
+        self.restarted.append(effect)
+        if self.auto_ready:
+            self.emit(NodeReady(effect.node_id))
 
     def collect_exit(
         self, pool_id: str, node_id: str, job_id: str, task_id: str, attempt: int

@@ -29,7 +29,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from hybatch.core.effects import DeleteTaskFiles, KillTask, ProvisionNode, ReleaseNode, TaskLaunch
+from hybatch.core.effects import (
+    DeleteTaskFiles,
+    KillTask,
+    ProvisionNode,
+    ReleaseNode,
+    RestartNode,
+    TaskLaunch,
+)
 from hybatch.core.events import Event, NodeLost, NodeReady, NodeReleased, TaskExited, TaskStarted
 from hybatch.core.records import FailureInfoRecord
 from hybatch.node.environment import (
@@ -39,11 +46,20 @@ from hybatch.node.environment import (
     task_environment,
 )
 from hybatch.node.host import HostNodes
-from hybatch.node.layout import NodeLayout, TaskPaths
+from hybatch.node.layout import (
+    APPLICATIONS_DIR,
+    MOUNTS_DIR,
+    SHARED_DIR,
+    STARTUP_DIR,
+    WORKITEMS_DIR,
+    NodeLayout,
+    TaskPaths,
+)
 from hybatch.node.process import (
     CODE_KILLED_BEFORE_START,
     ExitRecord,
 )
+from hybatch.node.service_logs import write_service_log
 from hybatch.node.supervisor import AttemptKey, TaskSupervisor, attempt_key, launch_key
 from hybatch.ports import EventSink, NodeFiles
 
@@ -55,6 +71,8 @@ NODE_FILE = "node.json"
 """Written in each node's ``volatile/`` at provisioning: lets a restarted server adopt it."""
 TRASH_DIR = ".trash"
 CODE_NODE_UNAVAILABLE = "NodeUnavailable"
+REIMAGE_WIPES = (WORKITEMS_DIR, SHARED_DIR, STARTUP_DIR, APPLICATIONS_DIR, MOUNTS_DIR)
+"""What a reimage removes: everything but ``volatile/`` (node identity, service logs)."""
 
 
 @dataclass(slots=True)
@@ -222,6 +240,46 @@ class LocalBackend:
                 self._nodes.pop(effect.node_id, None)
             self._emit(NodeLost(effect.node_id, f"could not create the node directory: {exc}"))
             return
+        write_service_log(layout.root, f"node {effect.node_id} of pool {effect.pool_id} ready "
+                                       f"({effect.slots} slots)")
+        self._emit(NodeReady(effect.node_id))
+
+    def restart_node(self, effect: RestartNode) -> None:
+        """Restart a node the service drained: no task runs on it, so a reboot (or start)
+        only has to come back; a reimage first wipes its files. NodeReady follows."""
+        self._work.put(lambda: self._restart(effect))
+
+    def _restart(self, effect: RestartNode) -> None:
+        with self._lock:
+            node = self._nodes.get(effect.node_id)
+            if node is None:
+                node = self._adopt(effect.pool_id, effect.node_id)
+                if node is not None:
+                    self._nodes[effect.node_id] = node
+        if node is not None and node.releasing:
+            return  # leaving the pool: NodeReleased follows instead
+        if node is None:
+            self._emit(NodeLost(effect.node_id, "the node to restart is unknown to this host"))
+            return
+        layout = node.context.layout
+        try:
+            if effect.reimage:
+                trash = self._root / TRASH_DIR
+                moved: list[Path] = []
+                for name in REIMAGE_WIPES:
+                    target = trash / uuid.uuid4().hex
+                    try:
+                        os.rename(layout.root / name, target)
+                    except FileNotFoundError:
+                        continue
+                    moved.append(target)
+                self._work.put(lambda: _remove_all(moved))
+            layout.create()
+        except OSError as exc:
+            self._emit(NodeLost(effect.node_id, f"could not restart the node: {exc}"))
+            return
+        write_service_log(layout.root, f"node {effect.node_id} "
+                                       f"{'reimaged' if effect.reimage else 'restarted'}")
         self._emit(NodeReady(effect.node_id))
 
     def _adopt(self, pool_id: str, node_id: str) -> _Node | None:

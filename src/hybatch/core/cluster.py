@@ -23,6 +23,7 @@ from hybatch.core.records import (
     NodeRecord,
     PoolRecord,
     TaskRecord,
+    UsageRecord,
     etag_for,
 )
 
@@ -41,6 +42,8 @@ class ChangeSet:
     deleted_nodes: set[str] = field(default_factory=set)
     deleted_jobs: set[str] = field(default_factory=set)
     deleted_tasks: set[tuple[str, str]] = field(default_factory=set)
+    usage: list[UsageRecord] = field(default_factory=list)
+    """Closed usage intervals (append-only: each is written once)."""
 
 
 class ClusterState:
@@ -94,6 +97,17 @@ class ClusterState:
         """Persist a job whose task counters changed, without a new version: Azure's job
         eTag changes with job-level data, not with every task state change."""
         self.changes.jobs[job.key] = job
+
+    def save_quietly(self, record: PoolRecord | NodeRecord) -> None:
+        """Persist bookkeeping (usage accounting) without a new version, etag or time: it is
+        not a change of the resource a client sees."""
+        if isinstance(record, PoolRecord):
+            self.changes.pools[record.key] = record
+        else:
+            self.changes.nodes[record.key] = record
+
+    def add_usage(self, record: UsageRecord) -> None:
+        self.changes.usage.append(record)
 
     def add_pool(self, pool: PoolRecord, now: datetime) -> None:
         self.pools[pool.key] = pool

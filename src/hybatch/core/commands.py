@@ -8,8 +8,8 @@ Imports: standard library, wire models.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import timedelta
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
 from hybatch.schema import (
     BatchJobCreateOptions,
@@ -68,6 +68,75 @@ class RemoveNodes:
 class DeletePool:
     pool_id: str
     precondition: Precondition = NO_PRECONDITION
+
+
+@dataclass(frozen=True, slots=True)
+class UpdatePool:
+    """PATCH (merge: only ``fields`` present change) or updateproperties (``replace``: the
+    caller sends every replaceable field; None removes it).
+
+    ``fields`` maps wire names (``startTask``, ``metadata``, ``applicationPackageReferences``,
+    ``displayName``, ``vmSize``, ...) to their wire JSON values (already validated by the
+    request model)."""
+
+    pool_id: str
+    fields: tuple[tuple[str, object], ...]
+    replace: bool = False
+    precondition: Precondition = NO_PRECONDITION
+
+
+# ------------------------------------------------------------------ nodes
+
+
+@dataclass(frozen=True, slots=True)
+class NodeAction:
+    """``reboot``, ``reimage``, ``deallocate`` (with their option) or ``start``."""
+
+    pool_id: str
+    node_id: str
+    action: str
+    option: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DisableNodeScheduling:
+    pool_id: str
+    node_id: str
+    option: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EnableNodeScheduling:
+    pool_id: str
+    node_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class CreateNodeUser:
+    pool_id: str
+    node_id: str
+    name: str
+    is_admin: bool = False
+    expiry_time: datetime | None = None
+    password: str | None = field(default=None, repr=False)
+    ssh_public_key: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReplaceNodeUser:
+    pool_id: str
+    node_id: str
+    name: str
+    expiry_time: datetime | None = None
+    password: str | None = field(default=None, repr=False)
+    ssh_public_key: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteNodeUser:
+    pool_id: str
+    node_id: str
+    name: str
 
 
 # ------------------------------------------------------------------ jobs
@@ -148,7 +217,9 @@ class UpdateTaskConstraints:
 
 
 Command = (
-    CreatePool | ResizePool | StopPoolResize | RemoveNodes | DeletePool
+    CreatePool | ResizePool | StopPoolResize | RemoveNodes | DeletePool | UpdatePool
+    | NodeAction | DisableNodeScheduling | EnableNodeScheduling
+    | CreateNodeUser | ReplaceNodeUser | DeleteNodeUser
     | CreateJob | UpdateJob | TerminateJob | DeleteJob
     | AddTasks | TerminateTask | ReactivateTask | DeleteTask | UpdateTaskConstraints
 )

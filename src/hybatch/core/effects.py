@@ -66,4 +66,15 @@ class DeleteTaskFiles:
     task_id: str
 
 
-Effect = ProvisionNode | ReleaseNode | StartTask | KillTask | DeleteTaskFiles
+@dataclass(frozen=True, slots=True)
+class RestartNode:
+    """Restart a drained node (reboot, or start after deallocation); ``reimage`` also wipes
+    its directories (task, shared, startup, application files). The node reports NodeReady
+    when it is back."""
+
+    pool_id: str
+    node_id: str
+    reimage: bool = False
+
+
+Effect = ProvisionNode | ReleaseNode | StartTask | KillTask | DeleteTaskFiles | RestartNode

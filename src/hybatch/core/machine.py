@@ -17,23 +17,30 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from hybatch.core import jobs, pools, tasks
+from hybatch.core import jobs, nodes, pool_update, pools, tasks, usage
 from hybatch.core.cluster import ChangeSet, ClusterState
 from hybatch.core.commands import (
     AddTasks,
     Command,
     CreateJob,
+    CreateNodeUser,
     CreatePool,
     DeleteJob,
+    DeleteNodeUser,
     DeletePool,
     DeleteTask,
+    DisableNodeScheduling,
+    EnableNodeScheduling,
+    NodeAction,
     ReactivateTask,
     RemoveNodes,
+    ReplaceNodeUser,
     ResizePool,
     StopPoolResize,
     TerminateJob,
     TerminateTask,
     UpdateJob,
+    UpdatePool,
     UpdateTaskConstraints,
 )
 from hybatch.core.context import Ctx, NodeIds
@@ -61,7 +68,8 @@ class Outcome:
 
 
 def _tick(ctx: Ctx, event: Tick) -> None:
-    """Time-based checks; nothing time-driven is built yet beyond re-running placement."""
+    """Time-based checks: close ended usage intervals, re-run placement."""
+    usage.roll_all(ctx)
     ctx.state.pools_to_place.update(ctx.state.pools)
 
 
@@ -71,6 +79,13 @@ _HANDLERS: dict[type, Callable[[Ctx, Any], object]] = {
     StopPoolResize: pools.stop_resize,
     RemoveNodes: pools.remove_nodes,
     DeletePool: pools.delete_pool,
+    UpdatePool: pool_update.update_pool,
+    NodeAction: nodes.node_action,
+    DisableNodeScheduling: nodes.disable_scheduling,
+    EnableNodeScheduling: nodes.enable_scheduling,
+    CreateNodeUser: nodes.create_user,
+    ReplaceNodeUser: nodes.replace_user,
+    DeleteNodeUser: nodes.delete_user,
     CreateJob: jobs.create_job,
     UpdateJob: jobs.update_job,
     TerminateJob: jobs.terminate_job,

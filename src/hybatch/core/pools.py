@@ -11,7 +11,9 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from hybatch.core import nodes as node_rules
 from hybatch.core import tasks as task_rules
+from hybatch.core import usage
 from hybatch.core.attempts import KILL_REQUEUE, KILL_TERMINATE, kill_attempt
 from hybatch.core.commands import CreatePool, DeletePool, RemoveNodes, ResizePool, StopPoolResize
 from hybatch.core.context import Ctx, check_precondition, seconds
@@ -73,6 +75,7 @@ def create_pool(ctx: Ctx, cmd: CreatePool) -> PoolRecord:
                       allocation_state_transition_time=ctx.now, task_slots_per_node=slots,
                       node_fill_type=fill)
     ctx.state.add_pool(pool, ctx.now)
+    usage.roll(ctx, pool)  # opens the pool's first usage interval
     _resize(ctx, pool, dedicated, low, timeout_s, "requeue")
     return pool
 
@@ -146,6 +149,7 @@ def _remove_node(ctx: Ctx, node: NodeRecord, option: str) -> None:
     if node.removing:
         return
     node.removing = True
+    node.pending_action = None  # leaving replaces a reboot/reimage/deallocation in waiting
     node.state = "leavingpool"
     node.state_transition_time = ctx.now
     ctx.state.touch(node, ctx.now)
@@ -177,6 +181,7 @@ def _settle_allocation(ctx: Ctx, pool: PoolRecord) -> None:
     if pool.allocation_state != "steady":
         _set_allocation(ctx, pool, "steady")
     if pool.state == "deleting":
+        usage.close_pool(ctx, pool)
         ctx.state.drop_pool(pool)
 
 
@@ -249,6 +254,8 @@ def delete_pool(ctx: Ctx, cmd: DeletePool) -> PoolRecord:
 
 def on_node_ready(ctx: Ctx, event: NodeReady) -> None:
     node = ctx.state.nodes.get(event.node_id.lower())
+    if node is not None and node_rules.on_node_back(ctx, node):
+        return  # back from a reboot, reimage or start
     if node is None or node.state != "creating":
         return
     node.state = "idle"
@@ -266,6 +273,7 @@ def on_node_released(ctx: Ctx, event: NodeReleased) -> None:
     if node is None:
         return
     _requeue_all(ctx, node)
+    usage.accrue(ctx, node)  # its allocated time ends here
     ctx.state.drop_node(node)
     pool = ctx.state.pools.get(node.pool_id.lower())
     if pool is not None:
@@ -277,6 +285,7 @@ def on_node_lost(ctx: Ctx, event: NodeLost) -> None:
     node = ctx.state.nodes.get(event.node_id.lower())
     if node is None:
         return
+    node.pending_action = None  # a reboot/reimage waiting for the node will not happen
     _requeue_all(ctx, node)
     node.state = "unusable"
     node.state_transition_time = ctx.now

@@ -233,3 +233,21 @@ def present_task_counts(counts: TaskCountsRecord) -> Wire:
                            "completed": counts.completed_slots,
                            "succeeded": counts.succeeded_slots, "failed": counts.failed_slots},
     }
+
+
+# ------------------------------------------------------------------ node extras and usage
+
+REMOTE_LOGIN_PORT = 22
+"""Local nodes are processes on the server's host: remote login is SSH to that host."""
+
+
+def present_remote_login(node: NodeRecord) -> Wire:
+    """BatchNodeRemoteLoginSettings of a node: its address and the SSH port."""
+    return {"remoteLoginIPAddress": node.ip_address, "remoteLoginPort": REMOTE_LOGIN_PORT}
+
+
+def present_usage(pool_id: str, interval_start: datetime, interval_end: datetime,
+                  vm_size: str, core_seconds: float) -> Wire:
+    """One BatchPoolUsageMetrics entry."""
+    return {"poolId": pool_id, "startTime": iso(interval_start), "endTime": iso(interval_end),
+            "vmSize": vm_size, "totalCoreHours": round(core_seconds / 3600.0, 6)}

@@ -63,10 +63,44 @@ class PoolRecord:
     etag: str = ""
     # running totals for accounting (core-seconds of running tasks, tasks run)
     core_seconds: float = 0.0
+    # usage accounting (core.usage): the open aggregation interval and the core-seconds
+    # already accounted in it (nodes add theirs up to ``NodeRecord.accounted_until``)
+    usage_interval_start: datetime | None = None
+    usage_core_seconds: float = 0.0
 
     @property
     def key(self) -> str:
         return self.id.lower()
+
+
+@dataclass(slots=True)
+class NodeUserRecord:
+    """A user account created through the API on a node (core.nodes). Only what the API
+    needs is kept: no OS account exists, so the password itself is not stored."""
+
+    name: str
+    is_admin: bool = False
+    expiry_time: datetime | None = None
+    has_password: bool = False
+    ssh_public_key: str | None = None
+
+
+@dataclass(slots=True)
+class UsageRecord:
+    """Core-seconds a pool's nodes were allocated during one aggregation interval (written
+    once, when the interval closes or the pool goes). ``pool_creation_time`` tells apart two
+    pools of the same id within one interval."""
+
+    pool_id: str
+    pool_creation_time: datetime
+    interval_start: datetime
+    vm_size: str
+    core_seconds: float
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.pool_id.lower(), self.interval_start.isoformat(),
+                self.pool_creation_time.isoformat())
 
 
 @dataclass(slots=True)
@@ -94,6 +128,11 @@ class NodeRecord:
     ip_address: str = "127.0.0.1"
     errors: list[ResizeErrorRecord] = field(default_factory=list)
     removing: bool = False
+    pending_action: str | None = None
+    """reboot / reimage / deallocate waiting for the node's tasks to drain (core.nodes)."""
+    users: list[NodeUserRecord] = field(default_factory=list)
+    accounted_until: datetime | None = None
+    """Usage accounting: the node's allocated time up to here is in its pool's usage."""
     version: int = 0
     etag: str = ""
 

@@ -14,6 +14,7 @@ from collections import deque
 from datetime import datetime
 
 from hybatch.core import jobs as job_rules
+from hybatch.core import nodes as node_rules
 from hybatch.core.attempts import (
     KILL_DELETE,
     KILL_JOB_TERMINATE,
@@ -235,7 +236,7 @@ def _mark_started(ctx: Ctx, job: JobRecord, task: TaskRecord, start_time: dateti
         node.running_tasks += 1
         node.running_task_slots += task.required_slots
         node.total_tasks_run += 1
-        if node.state == "idle":
+        if node.state in ("idle", "offline"):
             node.state = "running"
             node.state_transition_time = ctx.now
         ctx.state.touch(node, ctx.now)
@@ -255,9 +256,7 @@ def _release_slot(ctx: Ctx, task: TaskRecord) -> NodeRecord | None:
         else:
             node.running_tasks -= 1
             node.running_task_slots -= task.required_slots
-    if node.running_tasks == 0 and node.state == "running":
-        node.state = "idle"
-        node.state_transition_time = ctx.now
+    node_rules.settle(ctx, node)  # idle/offline, or a pending reboot/reimage starts
     if node.removing and not node.task_keys:
         ctx.effects.append(ReleaseNode(pool_id=node.pool_id, node_id=node.id))
     ctx.state.touch(node, ctx.now)

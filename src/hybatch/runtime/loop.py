@@ -24,6 +24,7 @@ from hybatch.core.effects import (
     KillTask,
     ProvisionNode,
     ReleaseNode,
+    RestartNode,
     StartTask,
 )
 from hybatch.core.errors import DomainError
@@ -52,6 +53,7 @@ def to_port_changes(changes: ChangeSet) -> Changes:
         jobs=list(changes.jobs.values()), tasks=list(changes.tasks.values()),
         deleted_pools=sorted(changes.deleted_pools), deleted_nodes=sorted(changes.deleted_nodes),
         deleted_jobs=sorted(changes.deleted_jobs), deleted_tasks=sorted(changes.deleted_tasks),
+        usage=changes.usage,
     )
 
 
@@ -203,5 +205,7 @@ class WriterLoop:
                 self._backend.release_node(effect)
             elif isinstance(effect, DeleteTaskFiles):
                 self._backend.delete_task_files(effect)
+            elif isinstance(effect, RestartNode):
+                self._backend.restart_node(effect)
         except Exception:
             log.exception("effect %r failed", effect)

@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from hybatch.core import commands as cmd
+from hybatch.core import usage
 from hybatch.core.effects import DeleteTaskFiles
 from hybatch.core.errors import DomainError, not_found
 from hybatch.core.present import (
@@ -18,13 +19,23 @@ from hybatch.core.present import (
     present_node,
     present_node_counts,
     present_pool,
+    present_remote_login,
     present_task,
     present_task_counts,
+    present_usage,
 )
 from hybatch.core.records import JobRecord, NodeRecord, PoolRecord, TaskRecord
 from hybatch.core.tasks import files_expired
+from hybatch.node.service_logs import UploadError, select_log_files, upload_logs
 from hybatch.odata.ast import Expr
-from hybatch.ports import Clock, ComputeBackend, ListQuery, NodeFiles, Store
+from hybatch.ports import (
+    Clock,
+    ComputeBackend,
+    InvalidContinuationToken,
+    ListQuery,
+    NodeFiles,
+    Store,
+)
 from hybatch.runtime.loop import WriterLoop
 
 R = TypeVar("R")
@@ -161,6 +172,94 @@ class BatchService:
         page = self._store.list_nodes(pool.key, _query(flt, show, max_results, token))
         return Listing([show(n) for n in page.items], page.next_token)
 
+    # ------------------------------------------------------------------ node operations
+
+    def _written_node(self, node: NodeRecord) -> Written:
+        return Written(node.id, node.etag, None,
+                       f"{self.base_url}/pools/{node.pool_id}/nodes/{node.id}")
+
+    async def update_pool(self, command: cmd.UpdatePool) -> Written:
+        return await self._run(command, self._written_pool)
+
+    async def node_command(
+        self, command: cmd.NodeAction | cmd.DisableNodeScheduling | cmd.EnableNodeScheduling
+        | cmd.CreateNodeUser | cmd.ReplaceNodeUser | cmd.DeleteNodeUser,
+    ) -> Written:
+        return await self._run(command, self._written_node)
+
+    def remote_login_settings(self, pool_id: str, node_id: str) -> Resource:
+        _, node = self._node(pool_id, node_id)
+        return Resource(present_remote_login(node), node.etag, None)
+
+    def node_extensions(self, pool_id: str, node_id: str) -> Listing:
+        """Local nodes are not VMs: they have no VM extensions."""
+        self._node(pool_id, node_id)
+        return Listing([], None)
+
+    def node_extension(self, pool_id: str, node_id: str, name: str) -> Resource:
+        self._node(pool_id, node_id)
+        raise DomainError("ResourceNotFound", "The specified node extension does not exist.",
+                          details={"ExtensionName": name})
+
+    async def upload_node_logs(self, pool_id: str, node_id: str, container_url: str,
+                               start: datetime, end: datetime | None) -> Wire:
+        """Upload the node's service log files (blocking I/O, run in a worker thread)."""
+        pool, node = self._node(pool_id, node_id)
+        files = self._backend.node_files(pool.id, node.id)
+
+        def work() -> Wire:
+            chosen = select_log_files(files, start, end)
+            result = upload_logs(files, chosen, container_url, pool.id, node.id)
+            return {"virtualDirectoryName": result.virtual_directory,
+                    "numberOfFilesUploaded": result.files}
+
+        try:
+            return await asyncio.to_thread(work)
+        except UploadError as error:
+            raise DomainError("InvalidPropertyValue", f"The logs could not be uploaded: "
+                              f"{error}", details={"PropertyName": "containerUrl",
+                                                   "Reason": str(error)}) from error
+
+    def list_pool_usage(self, start: datetime | None, end: datetime | None,
+                        flt: FilterSpec | None, max_results: int,
+                        token: str | None) -> Listing:
+        """Usage per pool per aggregation interval (core.usage). Without times: the current
+        interval; ``start`` alone: from its interval to now; ``end`` alone: the current
+        interval if it starts before ``end``."""
+        now = self._clock.now()
+        current = usage.interval_start(now)
+        lo = usage.interval_start(start) if start is not None else current
+        hi = end if end is not None else current + usage.INTERVAL
+        live: list[tuple[PoolRecord, list[NodeRecord]]] = []
+        page_token: str | None = None
+        while True:
+            page = self._store.list_pools(ListQuery(after=page_token))
+            live.extend((p, self._nodes(p)) for p in page.items)
+            page_token = page.next_token
+            if page_token is None:
+                break
+        stored = self._store.list_usage(lo, hi)
+        entries = usage.list_entries(stored, live, now, lo, hi)
+        wire = [present_usage(e.pool_id, e.interval_start, e.interval_end, e.vm_size,
+                              e.core_seconds) for e in entries]
+        keys = [f"{int(e.interval_start.timestamp())}:{e.pool_id.lower()}" for e in entries]
+        first = 0
+        if token is not None:
+            head = token.split(":", 1)[0]
+            if ":" not in token or not (head.isascii() and head.isdigit()):
+                raise InvalidContinuationToken("not a usage metrics continuation token")
+            first = next((i for i, k in enumerate(keys) if _after(k, token)), len(keys))
+        items: list[Wire] = []
+        last_key: str | None = None
+        for index in range(first, len(wire)):
+            if flt is not None and not flt.matches(wire[index]):
+                continue
+            if len(items) == max_results:
+                return Listing(items, last_key)
+            items.append(wire[index])
+            last_key = keys[index]
+        return Listing(items, None)
+
     # ------------------------------------------------------------------ jobs
 
     async def create_job(self, command: cmd.CreateJob) -> Written:
@@ -260,6 +359,13 @@ class BatchService:
         pool, node = self._node(pool_id, node_id)
         return (self._backend.node_files(pool.id, node.id),
                 f"{self.base_url}/pools/{pool.id}/nodes/{node.id}")
+
+
+def _after(key: str, token: str) -> bool:
+    """Usage keys ``<interval seconds>:<pool key>`` in listing order."""
+    k_time, k_pool = key.split(":", 1)
+    t_time, t_pool = token.split(":", 1)
+    return (int(k_time), k_pool) > (int(t_time), t_pool)
 
 
 def _query(flt: FilterSpec | None, show: Callable[[Any], Wire], max_results: int,

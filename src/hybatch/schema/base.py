@@ -66,7 +66,10 @@ def _as_utc(value: datetime) -> datetime:
     """Naive means UTC (old clients drop the offset); aware values are converted to UTC."""
     if value.tzinfo is None:
         return value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError as error:  # e.g. 0001-01-01T00:00:00+14:00: before year 1 in UTC
+        raise ValueError("date-time out of range in UTC") from error
 
 
 def format_utc(value: datetime) -> str:

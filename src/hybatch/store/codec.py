@@ -34,7 +34,7 @@ from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, SecretStr
 
-from hybatch.core.records import JobRecord, NodeRecord, PoolRecord, TaskRecord
+from hybatch.core.records import JobRecord, NodeRecord, PoolRecord, TaskRecord, UsageRecord
 
 R = TypeVar("R")
 Convert = Callable[[Any], Any]
@@ -424,4 +424,15 @@ TASKS: Resource[TaskRecord] = Resource(
         ("executionInfo", "startTime"): _t("start_us"),
         ("executionInfo", "endTime"): _t("end_us"),
     },
+)
+
+USAGE: Resource[UsageRecord] = Resource(
+    UsageRecord,
+    "pool_key",
+    lambda r: {
+        "pool_key": r.pool_id.lower(),
+        "interval_start_us": micros(r.interval_start),
+        "pool_creation_us": micros(r.pool_creation_time),
+    },
+    {},
 )

@@ -10,9 +10,10 @@ from __future__ import annotations
 import bisect
 import threading
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any, TypeVar
 
-from hybatch.core.records import JobRecord, NodeRecord, PoolRecord, TaskRecord
+from hybatch.core.records import JobRecord, NodeRecord, PoolRecord, TaskRecord, UsageRecord
 from hybatch.ports import Changes, ListQuery, Page
 from hybatch.store import codec
 from hybatch.store.codec import Resource
@@ -40,6 +41,7 @@ class MemoryStore:
         self._jobs: _Rows = {}
         self._tasks: dict[str, _Rows] = {}
         self._settings: dict[str, str] = {}
+        self._usage: dict[tuple[Any, ...], tuple[dict[str, Any], str]] = {}
 
     def apply(self, changes: Changes) -> None:
         """All of one turn under one lock: deletions first, then upserts (as SqlStore)."""
@@ -47,6 +49,7 @@ class MemoryStore:
         nodes = [_row(codec.NODES, r) for r in changes.nodes]
         jobs = [_row(codec.JOBS, r) for r in changes.jobs]
         tasks = [_row(codec.TASKS, r) for r in changes.tasks]
+        usage = [_row(codec.USAGE, r) for r in changes.usage]
         with self._lock:
             for job_key, task_key in changes.deleted_tasks:
                 self._tasks.get(job_key.lower(), {}).pop(task_key.lower(), None)
@@ -69,6 +72,10 @@ class MemoryStore:
                 self._jobs[row[0]["job_key"]] = row
             for row in tasks:
                 self._tasks.setdefault(row[0]["job_key"], {})[row[0]["task_key"]] = row
+            for row in usage:
+                cols = row[0]
+                key = (cols["interval_start_us"], cols["pool_key"], cols["pool_creation_us"])
+                self._usage[key] = row
 
     # ------------------------------------------------------------------ settings
 
@@ -181,6 +188,14 @@ class MemoryStore:
         with self._lock:
             rows = dict(self._tasks.get(job_key.lower(), {}))
         return self._list(codec.TASKS, rows, None, query)
+
+    def list_usage(self, start: datetime, end: datetime) -> list[UsageRecord]:
+        """Usage records starting in [start, end), by interval then pool key (as SqlStore)."""
+        lo, hi = codec.micros(start), codec.micros(end)
+        with self._lock:
+            texts = [text for key, (_, text) in sorted(self._usage.items())
+                     if lo is not None and hi is not None and lo <= key[0] < hi]
+        return [self._decode(codec.USAGE, t) for t in texts]
 
     def close(self) -> None:
         """Nothing to release; kept for the Protocol."""

@@ -10,12 +10,13 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
+from datetime import datetime
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from hybatch.core.records import JobRecord, NodeRecord, PoolRecord, TaskRecord
+from hybatch.core.records import JobRecord, NodeRecord, PoolRecord, TaskRecord, UsageRecord
 from hybatch.ports import Changes, ListQuery, Page
 from hybatch.store import codec, tables
 from hybatch.store.codec import Resource, Row
@@ -154,6 +155,8 @@ class SqlStore:
         nodes = _rows(codec.NODES, changes.nodes, "node_key")
         jobs = _rows(codec.JOBS, changes.jobs, "job_key")
         tasks = _rows(codec.TASKS, changes.tasks, "job_key", "task_key")
+        usage = _rows(codec.USAGE, changes.usage, "pool_key", "interval_start_us",
+                      "pool_creation_us")
         deleted_pools = [{"k": k.lower()} for k in changes.deleted_pools]
         deleted_nodes = [{"k": k.lower()} for k in changes.deleted_nodes]
         deleted_jobs = [{"k": k.lower()} for k in changes.deleted_jobs]
@@ -170,6 +173,7 @@ class SqlStore:
                 (tables.nodes, nodes),
                 (tables.jobs, jobs),
                 (tables.tasks, tasks),
+                (tables.pool_usage, usage),
             ):
                 self._upsert[table.name].run(cursor, rows)
 
@@ -289,6 +293,16 @@ class SqlStore:
     def list_tasks(self, job_key: str, query: ListQuery[TaskRecord]) -> Page[TaskRecord]:
         t = tables.tasks
         return self._list(codec.TASKS, t, t.c.job_key == job_key.lower(), query)
+
+    def list_usage(self, start: datetime, end: datetime) -> list[UsageRecord]:
+        t = tables.pool_usage
+        stmt = (
+            sa.select(_json(t))
+            .where((t.c.interval_start_us >= codec.micros(start))
+                   & (t.c.interval_start_us < codec.micros(end)))
+            .order_by(t.c.interval_start_us, t.c.pool_key, t.c.pool_creation_us)
+        )
+        return self._load(codec.USAGE, stmt)
 
     def close(self) -> None:
         if self._turn_conn is not None:

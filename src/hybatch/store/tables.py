@@ -102,6 +102,17 @@ sa.Index(
     **partial_index(UNFINISHED),
 )
 
+pool_usage = sa.Table(
+    "pool_usage",
+    metadata,
+    sa.Column("pool_key", _KEY, primary_key=True),
+    sa.Column("interval_start_us", sa.BigInteger, primary_key=True),
+    sa.Column("pool_creation_us", sa.BigInteger, primary_key=True),
+    sa.Column("data", _JSON, nullable=False),
+    sa.Index(None, "interval_start_us", "pool_key"),
+)
+"""Closed usage intervals per pool (core.usage): insert-only; they outlive their pools."""
+
 settings = sa.Table(
     "settings",
     metadata,

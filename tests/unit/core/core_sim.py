@@ -32,6 +32,7 @@ from hybatch.core.effects import (
     KillTask,
     ProvisionNode,
     ReleaseNode,
+    RestartNode,
     StartTask,
     TaskLaunch,
 )
@@ -51,6 +52,7 @@ from hybatch.core.records import (
     NodeRecord,
     PoolRecord,
     TaskRecord,
+    UsageRecord,
     task_key,
 )
 from hybatch.schema import (
@@ -145,6 +147,8 @@ class Sim:
     launches: dict[TaskKey, TaskLaunch] = field(default_factory=dict)  # latest per task
     provisioning: list[ProvisionNode] = field(default_factory=list)  # not yet reported
     releasing: list[ReleaseNode] = field(default_factory=list)  # not yet reported
+    restarting: list[RestartNode] = field(default_factory=list)  # not yet reported back
+    usage: list[UsageRecord] = field(default_factory=list)  # closed usage intervals written
     store: dict[TaskKey, TaskRecord] = field(default_factory=dict)  # the "store" of tasks
     auto_start: bool = True  # nodes start offered attempts when they have the slots
     queued: dict[str, list[TaskLaunch]] = field(default_factory=dict)  # offered, not started
@@ -169,6 +173,9 @@ class Sim:
             elif self.auto_nodes and self.releasing:
                 release = self.releasing.pop(0)
                 self._handle(NodeReleased(release.node_id))
+            elif self.auto_nodes and self.restarting:
+                restart = self.restarting.pop(0)
+                self._handle(NodeReady(restart.node_id))
             elif not (self.auto_start and self._start_next()):
                 return result
 
@@ -231,6 +238,8 @@ class Sim:
                 self.queued.setdefault(launch.node_id, []).append(launch)
             elif isinstance(effect, ProvisionNode):
                 self.provisioning.append(effect)
+            elif isinstance(effect, RestartNode):
+                self.restarting.append(effect)
             elif isinstance(effect, ReleaseNode) and all(
                     r.node_id != effect.node_id for r in self.releasing):
                 self.releasing.append(effect)
@@ -238,6 +247,7 @@ class Sim:
     def commit(self) -> None:
         """``take_changes`` and apply them as the stores do: deletions first, then upserts."""
         changes = self.core.take_changes()
+        self.usage.extend(changes.usage)
         for key in changes.deleted_tasks:
             self.store.pop(key, None)
         for job_key in changes.deleted_jobs:
@@ -262,6 +272,13 @@ class Sim:
         """Report ``count`` (default: all) provisioned nodes ready, oldest first."""
         todo = self.provisioning[: count if count is not None else len(self.provisioning)]
         del self.provisioning[: len(todo)]
+        for effect in todo:
+            self.send(NodeReady(effect.node_id))
+        return [e.node_id for e in todo]
+
+    def restart_nodes(self) -> list[str]:
+        """Report every restarted (rebooted, reimaged, started) node back (NodeReady)."""
+        todo, self.restarting = self.restarting, []
         for effect in todo:
             self.send(NodeReady(effect.node_id))
         return [e.node_id for e in todo]

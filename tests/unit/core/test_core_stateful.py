@@ -24,10 +24,14 @@ from hypothesis.stateful import (
 from hybatch.core.commands import (
     AddTasks,
     CreateJob,
+    CreateNodeUser,
     CreatePool,
     DeleteJob,
     DeletePool,
     DeleteTask,
+    DisableNodeScheduling,
+    EnableNodeScheduling,
+    NodeAction,
     ReactivateTask,
     RemoveNodes,
     ResizePool,
@@ -35,6 +39,7 @@ from hybatch.core.commands import (
     TerminateJob,
     TerminateTask,
     UpdateJob,
+    UpdatePool,
     UpdateTaskConstraints,
 )
 from hybatch.core.effects import Effect, KillTask, StartTask
@@ -188,6 +193,42 @@ class CoreMachine(RuleBasedStateMachine):
     def node_lost(self, data: st.DataObject) -> None:
         node = data.draw(st.sampled_from(sorted(self.core.state.nodes)))
         self.apply(NodeLost(node, "lost"))
+
+    # -------------------------------------------------------------- node operations
+
+    def _pick_node(self, data: st.DataObject) -> str:
+        return data.draw(st.sampled_from([*sorted(self.core.state.nodes), "nosuchnode"]))
+
+    @rule(pid=POOL_IDS, data=st.data(),
+          action=st.sampled_from(["reboot", "reimage", "deallocate", "start"]), option=OPTIONS)
+    def node_action(self, pid: str, data: st.DataObject, action: str,
+                    option: str | None) -> None:
+        self.apply(NodeAction(pid, self._pick_node(data), action, option))
+
+    @rule(pid=POOL_IDS, data=st.data(), option=OPTIONS, enable=st.booleans())
+    def node_scheduling(self, pid: str, data: st.DataObject, option: str | None,
+                        enable: bool) -> None:
+        node = self._pick_node(data)
+        self.apply(EnableNodeScheduling(pid, node) if enable
+                   else DisableNodeScheduling(pid, node, option))
+
+    @rule(pid=POOL_IDS, data=st.data(), name=st.sampled_from(["u", "U", "v"]))
+    def node_user(self, pid: str, data: st.DataObject, name: str) -> None:
+        self.apply(CreateNodeUser(pid, self._pick_node(data), name))
+
+    @rule(pid=POOL_IDS, field=st.sampled_from([
+        ("metadata", []), ("taskSlotsPerNode", 2), ("taskSlotsPerNode", 0),
+        ("startTask", {"commandLine": "x"}), ("vmSize", "standard_d4s_v3")]),
+        replace=st.booleans())
+    def update_pool(self, pid: str, field: tuple[str, object], replace: bool) -> None:
+        self.apply(UpdatePool(pid, (field,), replace=replace))
+
+    @precondition(lambda self: self.sim.restarting)
+    @rule(data=st.data())
+    def node_restarted(self, data: st.DataObject) -> None:
+        index = data.draw(st.integers(0, len(self.sim.restarting) - 1))
+        effect = self.sim.restarting.pop(index)
+        self.apply(NodeReady(effect.node_id))
 
     # -------------------------------------------------------------- jobs
 
@@ -396,9 +437,25 @@ class CoreMachine(RuleBasedStateMachine):
                      and state.tasks[k].state == "active" and not state.tasks[k].offered][:1]
             for head in heads:
                 free = [n.free_slots for n in state.nodes_of(pool.key)
-                        if n.state in ("idle", "running") and not n.removing]
+                        if n.state in ("idle", "running") and not n.removing
+                        and n.scheduling_state == "enabled"]
                 assert not any(f >= head.required_slots for f in free), (
                     f"{head.key} waits while a node of {pool.id} has room")
+
+    @invariant()
+    def restarts_follow_a_drain(self) -> None:
+        """A node is restarted or deallocated only once it holds no attempt, and takes none
+        until it is back."""
+        state = self.core.state
+        for effect in self.sim.restarting:
+            node = state.nodes.get(effect.node_id.lower())
+            if node is not None and node.state in ("rebooting", "reimaging", "starting"):
+                assert not node.task_keys, f"{node.id} restarting with attempts on it"
+        for node in state.nodes.values():
+            if node.state == "deallocated":
+                assert not node.task_keys and node.pending_action is None
+            if node.pending_action is not None:
+                assert node.state in ("rebooting", "reimaging", "deallocating"), node.state
 
     @invariant()
     def jobs_settle(self) -> None:
