@@ -95,6 +95,11 @@ class ClusterState:
         eTag changes with job-level data, not with every task state change."""
         self.changes.jobs[job.key] = job
 
+    def save_pool(self, pool: PoolRecord) -> None:
+        """Persist a pool whose statistics changed, without a new version (as
+        ``save_counters``: accounting is not a change of the pool's own data)."""
+        self.changes.pools[pool.key] = pool
+
     def add_pool(self, pool: PoolRecord, now: datetime) -> None:
         self.pools[pool.key] = pool
         self.changes.deleted_pools.discard(pool.key)

@@ -104,6 +104,22 @@ class DeleteJob:
     precondition: Precondition = NO_PRECONDITION
 
 
+@dataclass(frozen=True, slots=True)
+class DisableJob:
+    """``disable_tasks``: what happens to running tasks: ``requeue`` | ``terminate`` |
+    ``wait`` (the wire enum's value; anything else is refused)."""
+
+    job_id: str
+    disable_tasks: str
+    precondition: Precondition = NO_PRECONDITION
+
+
+@dataclass(frozen=True, slots=True)
+class EnableJob:
+    job_id: str
+    precondition: Precondition = NO_PRECONDITION
+
+
 # ------------------------------------------------------------------ tasks
 
 
@@ -149,7 +165,7 @@ class UpdateTaskConstraints:
 
 Command = (
     CreatePool | ResizePool | StopPoolResize | RemoveNodes | DeletePool
-    | CreateJob | UpdateJob | TerminateJob | DeleteJob
+    | CreateJob | UpdateJob | TerminateJob | DeleteJob | DisableJob | EnableJob
     | AddTasks | TerminateTask | ReactivateTask | DeleteTask | UpdateTaskConstraints
 )
 

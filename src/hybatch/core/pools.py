@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from hybatch.core import stats
 from hybatch.core import tasks as task_rules
 from hybatch.core.attempts import KILL_REQUEUE, KILL_TERMINATE, kill_attempt
 from hybatch.core.commands import CreatePool, DeletePool, RemoveNodes, ResizePool, StopPoolResize
@@ -266,6 +267,7 @@ def on_node_released(ctx: Ctx, event: NodeReleased) -> None:
     if node is None:
         return
     _requeue_all(ctx, node)
+    stats.node_departed(ctx, node)
     ctx.state.drop_node(node)
     pool = ctx.state.pools.get(node.pool_id.lower())
     if pool is not None:
