@@ -25,14 +25,12 @@ PARTIAL: dict[str, str] = {
                         "application packages answer 400 UnsupportedProperty",
     "Tasks_CreateTaskCollection": "as Tasks_CreateTask, per task",
     "Jobs_ReplaceJob": "updates priority, maxParallelTasks, allowTaskPreemption, "
-                       "onAllTasksComplete, constraints, poolInfo, metadata",
+                       "onAllTasksComplete, constraints, poolInfo, metadata; an "
+                       "onAllTasksComplete left out keeps terminatejob (it cannot be reset)",
     "Tasks_ReplaceTask": "updates constraints only (as Azure)",
     "Pools_ListSupportedImages": "a fixed list of Linux images",
     "Applications_ListApplications": "no application packages: always empty",
     "Applications_GetApplication": "always ApplicationNotFound",
-    "Tasks_ListTasks": "$expand=stats not built ($expand is ignored)",
-    "Jobs_ListJobs": "$expand=stats not built ($expand is ignored)",
-    "Pools_ListPools": "$expand=stats not built ($expand is ignored)",
     "Pools_UpdatePool": "startTask, application packages and mounts answer 400 "
                         "UnsupportedProperty; fields other than startTask, metadata, packages "
                         "and certificates change only while the pool has no nodes (else 409)",
@@ -58,7 +56,48 @@ PARTIAL: dict[str, str] = {
                             "UnsupportedProperty",
     "Nodes_ListNodeExtensions": "local nodes have no VM extensions: always empty",
     "Nodes_GetNodeExtension": "local nodes have no VM extensions: always 404 ResourceNotFound",
+    "Tasks_ListTasks": "$expand=stats: see Statistics below (IOps read 0)",
+    "Tasks_GetTask": "$expand=stats: see Statistics below (IOps read 0)",
+    "Jobs_ListJobs": "$expand=stats: see Statistics below (IOps read 0)",
+    "Jobs_GetJob": "$expand=stats: see Statistics below (IOps read 0)",
+    "Pools_ListPools": "$expand=stats: see Statistics below (memory, disk space, IOps and "
+                       "network read 0)",
+    "Pools_GetPool": "$expand=stats: see Statistics below (memory, disk space, IOps and "
+                     "network read 0)",
+    "Jobs_ListJobPreparationAndReleaseTaskStatus": "jobs cannot have preparation/release "
+                                                   "tasks yet, so every job answers 409 "
+                                                   "JobPreparationTaskNotSpecified",
+    "Tasks_ListSubTasks": "tasks cannot be multi-instance yet: always an empty list",
 }
+
+NOTES: tuple[str, ...] = (
+    "## Statistics (`$expand=stats`)",
+    "",
+    "Jobs, tasks and pools carry `stats` only when asked (`$expand=stats`, or `stats` in "
+    "`$select`); any other `$expand` value is 400 `InvalidQueryParameterValue`. Values are "
+    "computed when read (`lastUpdateTime` is the time of the request), not rolled up "
+    "every 30 minutes as on Azure.",
+    "",
+    "- Measured exactly: `wallClockTime` (node start to end of every attempt, retries and "
+    "requeues included; running attempts up to `lastUpdateTime`), `waitTime` (task creation "
+    "to the start of its most recent attempt; a job sums its tasks', although Azure reports "
+    "it for accounts only), `numSucceededTasks`, `numFailedTasks` and `numTaskRetries` "
+    "(lifetime counts: a task reactivated and run again counts again).",
+    "- Measured from the process: `userCPUTime`, `kernelCPUTime`, `readIOGiB` and "
+    "`writeIOGiB` come from the rusage of the attempt's process tree when the node reaps it "
+    "(`wait4`; bytes are storage reads/writes, `ru_inblock`/`ru_oublock` x 512, so page-cache "
+    "hits and tmpfs writes do not count). They grow when attempts end, not while they run; "
+    "attempts whose exit was never recorded (a lost node, a restart with no exit record) "
+    "add none.",
+    "- Not measured, reported as 0: `readIOps`, `writeIOps` (Linux exposes bytes, not "
+    "operations, per process); for pools `avgMemoryGiB`, `peakMemoryGiB`, `avgDiskGiB`, "
+    "`peakDiskGiB`, `diskReadIOps`, `diskWriteIOps`, `networkReadGiB`, `networkWriteGiB`.",
+    "- Pools: `dedicatedCoreTime` counts a node's task slots as its cores, from the node's "
+    "allocation to its release; `avgCPUPercentage` is the task processes' CPU time over the "
+    "pool's core time (all nodes), capped at 100; `diskReadGiB`/`diskWriteGiB` sum the task "
+    "processes' bytes.",
+    "",
+)
 
 
 def render() -> str:
@@ -85,6 +124,7 @@ def render() -> str:
         counts[status] += 1
         lines.append(f"| {op.operation_id} | {op.method} | `{op.path}` | {status} | {note} |")
     lines += ["", "Totals: " + ", ".join(f"{v} {k}" for k, v in counts.items()) + ".", ""]
+    lines += NOTES
     return "\n".join(lines)
 
 

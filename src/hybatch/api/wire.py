@@ -115,6 +115,23 @@ class Call:
             return None
         return [part.strip() for part in text.split(",") if part.strip()]
 
+    def expand_stats(self) -> bool:
+        """Whether statistics go in the answer: ``$expand=stats`` (the only expansion Batch
+        offers; anything else is a 400) or ``stats`` named in ``$select``."""
+        text = self.query.get("$expand")
+        expand = False
+        if text is not None:
+            for part in text.split(","):
+                name = part.strip()
+                if not name:
+                    continue
+                if name.lower() != "stats":
+                    raise bad_query("$expand", text, f"'{name}' cannot be expanded; only "
+                                    "'stats' can.")
+                expand = True
+        selected = self.select()
+        return expand or (selected is not None and any(n.lower() == "stats" for n in selected))
+
     def flag(self, name: str) -> bool:
         return self.query.get(name, "false").lower() == "true"
 

@@ -54,7 +54,7 @@ from hybatch.core.events import (
     TaskLost,
     TaskStarted,
 )
-from hybatch.core.records import FailureInfoRecord
+from hybatch.core.records import FailureInfoRecord, ProcessUsage
 from hybatch.node.host import HostNodes
 from hybatch.ports import EventSink, NodeFiles
 
@@ -82,7 +82,8 @@ def _pickle_flat(*classes: type) -> None:
 
 _pickle_flat(TaskLaunch, ProvisionNode, ReleaseNode, KillTask, DeleteTaskFiles, RestartNode,
              TaskExited,
-             TaskStarted, TaskLost, NodeReady, NodeLost, NodeReleased, FailureInfoRecord)
+             TaskStarted, TaskLost, NodeReady, NodeLost, NodeReleased, FailureInfoRecord,
+             ProcessUsage)
 
 
 class AgentBackend:

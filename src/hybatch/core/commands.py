@@ -173,6 +173,22 @@ class DeleteJob:
     precondition: Precondition = NO_PRECONDITION
 
 
+@dataclass(frozen=True, slots=True)
+class DisableJob:
+    """``disable_tasks``: what happens to running tasks: ``requeue`` | ``terminate`` |
+    ``wait`` (the wire enum's value; anything else is refused)."""
+
+    job_id: str
+    disable_tasks: str
+    precondition: Precondition = NO_PRECONDITION
+
+
+@dataclass(frozen=True, slots=True)
+class EnableJob:
+    job_id: str
+    precondition: Precondition = NO_PRECONDITION
+
+
 # ------------------------------------------------------------------ tasks
 
 
@@ -220,7 +236,7 @@ Command = (
     CreatePool | ResizePool | StopPoolResize | RemoveNodes | DeletePool | UpdatePool
     | NodeAction | DisableNodeScheduling | EnableNodeScheduling
     | CreateNodeUser | ReplaceNodeUser | DeleteNodeUser
-    | CreateJob | UpdateJob | TerminateJob | DeleteJob
+    | CreateJob | UpdateJob | TerminateJob | DeleteJob | DisableJob | EnableJob
     | AddTasks | TerminateTask | ReactivateTask | DeleteTask | UpdateTaskConstraints
 )
 

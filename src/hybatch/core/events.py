@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from hybatch.core.records import FailureInfoRecord
+from hybatch.core.records import FailureInfoRecord, ProcessUsage
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +48,8 @@ class TaskStarted:
 @dataclass(frozen=True, slots=True)
 class TaskExited:
     """One attempt of a task ended. ``exit_code`` is None when the process never started
-    (``failure`` then says why: a pre-processing error)."""
+    (``failure`` then says why: a pre-processing error). ``usage`` is what the node measured
+    for the process when it reaped it (None when it could not: never started, lost)."""
 
     job_id: str
     task_id: str
@@ -58,6 +59,7 @@ class TaskExited:
     end_time: datetime
     timed_out: bool = False
     failure: FailureInfoRecord | None = None
+    usage: ProcessUsage | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,8 +12,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 from hybatch.core import nodes as node_rules
+from hybatch.core import stats, usage
 from hybatch.core import tasks as task_rules
-from hybatch.core import usage
 from hybatch.core.attempts import KILL_REQUEUE, KILL_TERMINATE, kill_attempt
 from hybatch.core.commands import CreatePool, DeletePool, RemoveNodes, ResizePool, StopPoolResize
 from hybatch.core.context import Ctx, check_precondition, seconds
@@ -274,6 +274,7 @@ def on_node_released(ctx: Ctx, event: NodeReleased) -> None:
         return
     _requeue_all(ctx, node)
     usage.accrue(ctx, node)  # its allocated time ends here
+    stats.node_departed(ctx, node)
     ctx.state.drop_node(node)
     pool = ctx.state.pools.get(node.pool_id.lower())
     if pool is not None:

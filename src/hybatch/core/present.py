@@ -13,12 +13,16 @@ from urllib.parse import quote
 
 from hybatch.core.records import (
     FailureInfoRecord,
+    JobNodeRecord,
     JobRecord,
     NodeRecord,
     PoolRecord,
+    PrepReleaseRunRecord,
     TaskCountsRecord,
     TaskRecord,
+    TaskStatsRecord,
 )
+from hybatch.core.stats import running_wall_clock_s
 
 Wire = dict[str, object]
 
@@ -251,3 +255,140 @@ def present_usage(pool_id: str, interval_start: datetime, interval_end: datetime
     """One BatchPoolUsageMetrics entry."""
     return {"poolId": pool_id, "startTime": iso(interval_start), "endTime": iso(interval_end),
             "vmSize": vm_size, "totalCoreHours": round(core_seconds / 3600.0, 6)}
+# ------------------------------------------------------------------ statistics ($expand=stats)
+
+GIB = float(1 << 30)
+
+
+def _int64(value: int) -> str:
+    """int64 counters are strings on the wire (the spec's ``format: int64`` strings)."""
+    return str(int(value))
+
+
+def present_job_stats(job: JobRecord, base_url: str, now: datetime) -> Wire:
+    """BatchJobStatistics from the job's lifetime totals (see core.stats for what is measured;
+    disk operation counts are not, and read as 0)."""
+    totals = job.stats
+    wall = totals.wall_clock_s + running_wall_clock_s(totals, job.creation_time, now)
+    return {
+        "url": f"{base_url}/jobs/{seg(job.id)}/stats",
+        "startTime": iso(job.creation_time),
+        "lastUpdateTime": iso(now),
+        "userCPUTime": duration(totals.user_cpu_s),
+        "kernelCPUTime": duration(totals.kernel_cpu_s),
+        "wallClockTime": duration(wall),
+        "readIOps": _int64(0),
+        "writeIOps": _int64(0),
+        "readIOGiB": totals.read_bytes / GIB,
+        "writeIOGiB": totals.write_bytes / GIB,
+        "numSucceededTasks": _int64(totals.succeeded),
+        "numFailedTasks": _int64(totals.failed),
+        "numTaskRetries": _int64(totals.retries),
+        "waitTime": duration(totals.wait_s),
+    }
+
+
+def present_task_stats(task: TaskRecord, base_url: str, now: datetime) -> Wire:
+    """BatchTaskStatistics over every attempt of the task (a running one up to ``now``)."""
+    totals = task.stats or TaskStatsRecord()
+    wall = totals.wall_clock_s
+    if task.state in ("running", "preparing") and task.start_time is not None:
+        wall += max((now - task.start_time).total_seconds(), 0.0)
+    return {
+        "url": f"{base_url}/jobs/{seg(task.job_id)}/tasks/{seg(task.id)}/stats",
+        "startTime": iso(task.creation_time),
+        "lastUpdateTime": iso(now),
+        "userCPUTime": duration(totals.user_cpu_s),
+        "kernelCPUTime": duration(totals.kernel_cpu_s),
+        "wallClockTime": duration(wall),
+        "readIOps": _int64(0),
+        "writeIOps": _int64(0),
+        "readIOGiB": totals.read_bytes / GIB,
+        "writeIOGiB": totals.write_bytes / GIB,
+        "waitTime": duration(totals.wait_s),
+    }
+
+
+def present_pool_stats(pool: PoolRecord, nodes: list[NodeRecord], base_url: str,
+                       now: datetime) -> Wire:
+    """BatchPoolStatistics: core time (a node's cores are its task slots, counted from its
+    allocation), CPU percentage and disk bytes of the pool's task processes. Memory, disk
+    space, disk operation counts and network are not measured and read as 0."""
+    totals = pool.stats
+    core_s = totals.departed_core_s
+    dedicated_s = totals.departed_dedicated_core_s
+    for node in nodes:
+        since = node.allocation_time or node.creation_time
+        node_s = node.slots * max((now - since).total_seconds(), 0.0)
+        core_s += node_s
+        if node.is_dedicated:
+            dedicated_s += node_s
+    cpu_s = totals.user_cpu_s + totals.kernel_cpu_s
+    cpu_percent = min(100.0, 100.0 * cpu_s / core_s) if core_s > 0 else 0.0
+    start, updated = iso(pool.creation_time), iso(now)
+    return {
+        "url": f"{base_url}/pools/{seg(pool.id)}/stats",
+        "startTime": start,
+        "lastUpdateTime": updated,
+        "usageStats": {"startTime": start, "lastUpdateTime": updated,
+                       "dedicatedCoreTime": duration(dedicated_s)},
+        "resourceStats": {
+            "startTime": start, "lastUpdateTime": updated,
+            "avgCPUPercentage": cpu_percent,
+            "avgMemoryGiB": 0.0, "peakMemoryGiB": 0.0,
+            "avgDiskGiB": 0.0, "peakDiskGiB": 0.0,
+            "diskReadIOps": _int64(0), "diskWriteIOps": _int64(0),
+            "diskReadGiB": totals.read_bytes / GIB, "diskWriteGiB": totals.write_bytes / GIB,
+            "networkReadGiB": 0.0, "networkWriteGiB": 0.0,
+        },
+    }
+
+
+# ------------------------------------------------------------------ prep/release, subtasks
+
+DEFAULT_PREPARATION_TASK_ID = "jobpreparation"
+DEFAULT_RELEASE_TASK_ID = "jobrelease"
+
+
+def _prep_release_run(run: PrepReleaseRunRecord, node_url: str, job_id: str, task_id: str,
+                      retries: bool) -> Wire:
+    task_dir = f"workitems/{job_id}/job-1/{task_id}"
+    out = _clean({
+        "startTime": iso(run.start_time),
+        "endTime": iso(run.end_time),
+        "state": run.state,
+        "taskRootDirectory": task_dir,
+        "taskRootDirectoryUrl": f"{node_url}/files/{seg(task_dir)}",
+        "exitCode": run.exit_code,
+        "failureInfo": _failure(run.failure_info),
+        "result": run.result,
+    })
+    if retries:
+        out["retryCount"] = run.retry_count
+        if run.last_retry_time is not None:
+            out["lastRetryTime"] = iso(run.last_retry_time)
+    return out
+
+
+def present_job_node(job: JobRecord, entry: JobNodeRecord, base_url: str) -> Wire:
+    """One BatchJobPreparationAndReleaseTaskStatus: a node's preparation/release runs."""
+    node_url = f"{base_url}/pools/{seg(entry.pool_id)}/nodes/{seg(entry.node_id)}"
+    out: Wire = {"poolId": entry.pool_id, "nodeId": entry.node_id, "nodeUrl": node_url}
+    prep, release = job.spec.job_preparation_task, job.spec.job_release_task
+    if entry.preparation is not None:
+        out["jobPreparationTaskExecutionInfo"] = _prep_release_run(
+            entry.preparation, node_url, job.id,
+            (prep.id if prep is not None else None) or DEFAULT_PREPARATION_TASK_ID, True)
+    if entry.release is not None:
+        out["jobReleaseTaskExecutionInfo"] = _prep_release_run(
+            entry.release, node_url, job.id,
+            (release.id if release is not None else None) or DEFAULT_RELEASE_TASK_ID, False)
+    return out
+
+
+def present_subtasks(task: TaskRecord) -> list[Wire]:
+    """BatchSubtask entries (instances 1..N-1 of a multi-instance task). Only multi-instance
+    tasks have subtasks, and this server does not accept those yet (creation answers
+    UnsupportedProperty), so every task has none: an empty list, as Batch answers for a
+    task that is not multi-instance."""
+    return []

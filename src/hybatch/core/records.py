@@ -40,6 +40,98 @@ class ResizeErrorRecord:
 
 
 @dataclass(slots=True)
+class FailureInfoRecord:
+    category: str  # "usererror" | "servererror"
+    code: str
+    message: str
+    details: list[tuple[str, str]] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessUsage:
+    """What a node measured for one attempt's process tree when it reaped it (``wait4``
+    rusage): CPU seconds in user and kernel mode, and bytes read from / written to storage
+    (``ru_inblock``/``ru_oublock`` are 512-byte units on Linux)."""
+
+    user_cpu_s: float = 0.0
+    kernel_cpu_s: float = 0.0
+    read_bytes: int = 0
+    write_bytes: int = 0
+
+
+@dataclass(slots=True)
+class PoolStatsRecord:
+    """Lifetime totals behind a pool's ``$expand=stats`` (core.stats keeps them)."""
+
+    user_cpu_s: float = 0.0
+    kernel_cpu_s: float = 0.0
+    read_bytes: int = 0
+    write_bytes: int = 0
+    departed_core_s: float = 0.0
+    """Core-seconds (a node's cores are its task slots) of nodes that have left the pool."""
+    departed_dedicated_core_s: float = 0.0
+
+
+@dataclass(slots=True)
+class JobStatsRecord:
+    """Lifetime totals behind a job's ``$expand=stats`` (core.stats keeps them).
+
+    Wall clock of attempts still running is not summed here: ``running_attempts`` and
+    ``running_start_offset_s`` (their start times, as seconds after the job's creation) let
+    the presentation add it up to the moment it is asked."""
+
+    wall_clock_s: float = 0.0
+    user_cpu_s: float = 0.0
+    kernel_cpu_s: float = 0.0
+    read_bytes: int = 0
+    write_bytes: int = 0
+    wait_s: float = 0.0
+    succeeded: int = 0
+    failed: int = 0
+    retries: int = 0
+    running_attempts: int = 0
+    running_start_offset_s: float = 0.0
+
+
+@dataclass(slots=True)
+class TaskStatsRecord:
+    """A task's ``$expand=stats`` totals over its attempts (absent until one started)."""
+
+    wall_clock_s: float = 0.0
+    wait_s: float = 0.0
+    user_cpu_s: float = 0.0
+    kernel_cpu_s: float = 0.0
+    read_bytes: int = 0
+    write_bytes: int = 0
+
+
+@dataclass(slots=True)
+class PrepReleaseRunRecord:
+    """One run of a job preparation or release task on one node (BatchJobPreparation/
+    ReleaseTaskExecutionInfo). ``state``: ``running`` | ``completed``."""
+
+    state: str
+    start_time: datetime
+    end_time: datetime | None = None
+    exit_code: int | None = None
+    result: str | None = None  # "success" | "failure"
+    failure_info: FailureInfoRecord | None = None
+    retry_count: int = 0
+    last_retry_time: datetime | None = None
+
+
+@dataclass(slots=True)
+class JobNodeRecord:
+    """What a job did on one node outside its tasks: the preparation and release task runs
+    (listed by Jobs_ListJobPreparationAndReleaseTaskStatus; kept after the node leaves)."""
+
+    pool_id: str
+    node_id: str
+    preparation: PrepReleaseRunRecord | None = None
+    release: PrepReleaseRunRecord | None = None
+
+
+@dataclass(slots=True)
 class PoolRecord:
     """A pool. ``spec`` is the create body; targets live here because resize changes them."""
 
@@ -67,6 +159,7 @@ class PoolRecord:
     # already accounted in it (nodes add theirs up to ``NodeRecord.accounted_until``)
     usage_interval_start: datetime | None = None
     usage_core_seconds: float = 0.0
+    stats: PoolStatsRecord = field(default_factory=PoolStatsRecord)
 
     @property
     def key(self) -> str:
@@ -190,6 +283,9 @@ class JobRecord:
     mean_task_seconds: float | None = None
     """Moving average of this job's attempt run times (node clock); decides look-ahead."""
     next_task_seq: int = 0
+    stats: JobStatsRecord = field(default_factory=JobStatsRecord)
+    nodes_run: list[JobNodeRecord] = field(default_factory=list)
+    """Per node: the job preparation/release task runs there (filled once those exist)."""
     version: int = 0
     etag: str = ""
 
@@ -205,14 +301,6 @@ class JobRecord:
     @property
     def priority(self) -> int:
         return self.spec.priority or 0
-
-
-@dataclass(slots=True)
-class FailureInfoRecord:
-    category: str  # "usererror" | "servererror"
-    code: str
-    message: str
-    details: list[tuple[str, str]] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -250,6 +338,7 @@ class TaskRecord:
     max_wall_clock_s: float | None = None
     retention_s: float = 7 * 24 * 3600.0
     max_task_retry_count: int = 0
+    stats: TaskStatsRecord | None = None
     version: int = 0
     etag: str = ""
 

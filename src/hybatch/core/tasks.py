@@ -15,6 +15,7 @@ from datetime import datetime
 
 from hybatch.core import jobs as job_rules
 from hybatch.core import nodes as node_rules
+from hybatch.core import stats
 from hybatch.core.attempts import (
     KILL_DELETE,
     KILL_JOB_TERMINATE,
@@ -231,6 +232,7 @@ def _mark_started(ctx: Ctx, job: JobRecord, task: TaskRecord, start_time: dateti
     node = ctx.state.nodes.get((task.node_id or "").lower())
     task.offered = False
     task.start_time = start_time
+    stats.attempt_started(job, task, start_time)
     if node is not None:
         node.offered_slots -= task.required_slots
         node.running_tasks += 1
@@ -276,6 +278,9 @@ def on_task_exited(ctx: Ctx, event: TaskExited) -> None:
         _mark_started(ctx, job, task, event.start_time)
     if not task.offered and event.start_time is not None:
         _learn_run_time(job, (event.end_time - event.start_time).total_seconds())
+    never_started = task.offered
+    if task.state in ("running", "preparing"):
+        stats.attempt_ended(ctx, job, task, event.end_time, event.usage)
     node = _release_slot(ctx, task)
     task.offered = False
     task.end_time = event.end_time
@@ -283,8 +288,9 @@ def on_task_exited(ctx: Ctx, event: TaskExited) -> None:
     reason = task.kill_requested
     task.kill_requested = None
     if reason == KILL_REQUEUE:
-        task.requeue_count += 1
-        task.last_requeue_time = ctx.now
+        if not never_started:  # an offer taken back before it ran was never requeued
+            task.requeue_count += 1
+            task.last_requeue_time = ctx.now
         _back_to_active(ctx, job, task)
         return
     if reason in (KILL_TERMINATE, KILL_JOB_TERMINATE):
@@ -306,6 +312,7 @@ def on_task_exited(ctx: Ctx, event: TaskExited) -> None:
     if limit == -1 or task.retry_count < limit:
         task.retry_count += 1
         task.last_retry_time = ctx.now
+        stats.task_retried(job)
         _back_to_active(ctx, job, task)
         return
     failure = event.failure or FailureInfoRecord(
@@ -335,6 +342,8 @@ def requeue_lost(ctx: Ctx, task: TaskRecord) -> None:
     if not task.in_flight:
         return
     job = ctx.state.jobs[task.job_id.lower()]
+    if task.state in ("running", "preparing"):
+        stats.attempt_ended(ctx, job, task, ctx.now, None)
     _release_slot(ctx, task)
     task.offered = False
     reason = task.kill_requested
@@ -372,6 +381,7 @@ def _complete(ctx: Ctx, job: JobRecord, task: TaskRecord, result: str,
     task.failure_info = failure
     if task.end_time is None:
         task.end_time = ctx.now
+    stats.task_completed(job, result)
     set_task_state(ctx, job, task, "completed")
     job_rules.on_task_completed(ctx, job)
 
@@ -446,6 +456,8 @@ def remove_task(ctx: Ctx, job: JobRecord, task: TaskRecord) -> None:
     counts = job.counts
     slots = task.required_slots
     bucket = _bucket(task.state)
+    if bucket == "running":
+        stats.attempt_ended(ctx, job, task, ctx.now, None)
     if task.in_flight:
         kill_attempt(ctx, task, KILL_DELETE)
         _release_slot(ctx, task)

@@ -33,7 +33,7 @@ from pathlib import Path
 
 from hybatch.core.effects import TaskLaunch
 from hybatch.core.events import TaskExited
-from hybatch.core.records import FailureInfoRecord
+from hybatch.core.records import FailureInfoRecord, ProcessUsage
 from hybatch.node.layout import EXIT_RECORD_FILE, TaskPaths
 
 # --------------------------------------------------------------------------- failure codes
@@ -114,6 +114,7 @@ class Attempt:
         "popen",
         "start_time",
         "timed_out",
+        "usage",
     )
 
     def __init__(
@@ -134,6 +135,7 @@ class Attempt:
         self.deadline = deadline
         self.timed_out = False
         self.kill_requested = False
+        self.usage: ProcessUsage | None = None  # set when reaped
 
 
 @dataclass(frozen=True, slots=True)
@@ -261,15 +263,27 @@ def exit_code_from_status(result: os.waitid_result) -> int:
     return SIGNAL_EXIT_BASE + result.si_status
 
 
+BLOCK_BYTES = 512
+"""Linux counts ``ru_inblock``/``ru_oublock`` in 512-byte units (bytes read from / written
+to storage by the process tree, not calls)."""
+
+
 def try_reap(attempt: Attempt) -> int | None:
-    """Collect an exited attempt without blocking; None while it still runs.
+    """Collect an exited attempt without blocking; None while it still runs. Sets
+    ``attempt.usage`` from the process's rusage (its own and its reaped descendants').
 
     Raises ChildProcessError when something else already reaped it.
     """
-    result = os.waitid(os.P_PIDFD, attempt.pidfd, os.WEXITED | os.WNOHANG)
+    # WNOWAIT first: the pidfd names this very process, and leaving it a zombie keeps its
+    # pid from being reused before wait4 collects it together with its resource usage.
+    result = os.waitid(os.P_PIDFD, attempt.pidfd, os.WEXITED | os.WNOHANG | os.WNOWAIT)
     if result is None or result.si_pid == 0:
         return None
     code = exit_code_from_status(result)
+    _, _, rusage = os.wait4(attempt.pid, 0)
+    attempt.usage = ProcessUsage(
+        user_cpu_s=rusage.ru_utime, kernel_cpu_s=rusage.ru_stime,
+        read_bytes=rusage.ru_inblock * BLOCK_BYTES, write_bytes=rusage.ru_oublock * BLOCK_BYTES)
     # Tell Popen the child is gone so it neither warns nor tries to reap it later.
     attempt.popen.returncode = code
     return code
@@ -292,16 +306,18 @@ class ExitRecord:
     end_time: datetime
     timed_out: bool = False
     failure: FailureInfoRecord | None = None
+    usage: ProcessUsage | None = None
 
     @classmethod
     def of(cls, launch: TaskLaunch, *, exit_code: int | None, start_time: datetime | None,
            end_time: datetime | None = None, timed_out: bool = False,
-           failure: FailureInfoRecord | None = None) -> ExitRecord:
+           failure: FailureInfoRecord | None = None,
+           usage: ProcessUsage | None = None) -> ExitRecord:
         """The record of one attempt of ``launch`` (end time: now unless given)."""
         return cls(pool_id=launch.pool_id, node_id=launch.node_id, job_id=launch.job_id,
                    task_id=launch.task_id, attempt=launch.attempt, exit_code=exit_code,
                    start_time=start_time, end_time=end_time or utc_now(), timed_out=timed_out,
-                   failure=failure)
+                   failure=failure, usage=usage)
 
     @classmethod
     def never_started(cls, launch: TaskLaunch, failure: FailureInfoRecord) -> ExitRecord:
@@ -318,6 +334,7 @@ class ExitRecord:
             end_time=self.end_time,
             timed_out=self.timed_out,
             failure=self.failure,
+            usage=self.usage,
         )
 
     def to_json(self) -> dict[str, object]:
@@ -328,6 +345,14 @@ class ExitRecord:
                 "code": self.failure.code,
                 "message": self.failure.message,
                 "details": [list(pair) for pair in self.failure.details],
+            }
+        usage: dict[str, object] | None = None
+        if self.usage is not None:
+            usage = {
+                "userCpuSeconds": self.usage.user_cpu_s,
+                "kernelCpuSeconds": self.usage.kernel_cpu_s,
+                "readBytes": self.usage.read_bytes,
+                "writeBytes": self.usage.write_bytes,
             }
         return {
             "poolId": self.pool_id,
@@ -340,6 +365,7 @@ class ExitRecord:
             "endTime": self.end_time.isoformat(),
             "timedOut": self.timed_out,
             "failureInfo": failure,
+            "usage": usage,
         }
 
     @classmethod
@@ -352,6 +378,15 @@ class ExitRecord:
                 code=str(raw_failure["code"]),
                 message=str(raw_failure["message"]),
                 details=[(str(k), str(v)) for k, v in raw_failure.get("details") or []],
+            )
+        raw_usage = data.get("usage")
+        usage = None
+        if isinstance(raw_usage, dict):  # absent in records written before it existed
+            usage = ProcessUsage(
+                user_cpu_s=float(raw_usage.get("userCpuSeconds", 0.0)),
+                kernel_cpu_s=float(raw_usage.get("kernelCpuSeconds", 0.0)),
+                read_bytes=int(raw_usage.get("readBytes", 0)),
+                write_bytes=int(raw_usage.get("writeBytes", 0)),
             )
         start = data.get("startTime")
         exit_code = data.get("exitCode")
@@ -369,6 +404,7 @@ class ExitRecord:
             end_time=datetime.fromisoformat(str(data["endTime"])),
             timed_out=bool(data.get("timedOut", False)),
             failure=failure,
+            usage=usage,
         )
 
 

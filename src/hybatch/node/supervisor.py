@@ -397,7 +397,8 @@ class TaskSupervisor:
             )
         self._finish(
             ExitRecord.of(attempt.launch, exit_code=code, start_time=attempt.start_time,
-                          end_time=end_time, timed_out=attempt.timed_out, failure=failure),
+                          end_time=end_time, timed_out=attempt.timed_out, failure=failure,
+                          usage=attempt.usage),
             attempt.paths,
         )
 

@@ -5,6 +5,8 @@ loop; reads go to the store and are presented as wire JSON. No HTTP here.
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -14,14 +16,20 @@ from hybatch.core import commands as cmd
 from hybatch.core import usage
 from hybatch.core.effects import DeleteTaskFiles
 from hybatch.core.errors import DomainError, not_found
+from hybatch.core.jobs import prep_release_nodes
 from hybatch.core.present import (
     present_job,
+    present_job_node,
+    present_job_stats,
     present_node,
     present_node_counts,
     present_pool,
+    present_pool_stats,
     present_remote_login,
+    present_subtasks,
     present_task,
     present_task_counts,
+    present_task_stats,
     present_usage,
 )
 from hybatch.core.records import JobRecord, NodeRecord, PoolRecord, TaskRecord
@@ -128,21 +136,29 @@ class BatchService:
             if token is None:
                 return nodes
 
-    def get_pool(self, pool_id: str) -> Resource:
+    def _show_pool(self, pool: PoolRecord, stats: bool) -> Wire:
+        nodes = self._nodes(pool)
+        body = present_pool(pool, nodes, self.base_url)
+        if stats:
+            body["stats"] = present_pool_stats(pool, nodes, self.base_url, self._clock.now())
+        return body
+
+    def get_pool(self, pool_id: str, stats: bool = False) -> Resource:
+        """``stats``: add the pool's statistics (``$expand=stats``)."""
         pool = self._pool(pool_id)
-        return Resource(present_pool(pool, self._nodes(pool), self.base_url), pool.etag,
-                        pool.last_modified)
+        return Resource(self._show_pool(pool, stats), pool.etag, pool.last_modified)
 
     def pool_exists(self, pool_id: str) -> Resource:
         pool = self._pool(pool_id)
         return Resource({}, pool.etag, pool.last_modified)
 
-    def list_pools(self, flt: FilterSpec | None, max_results: int, token: str | None) -> Listing:
+    def list_pools(self, flt: FilterSpec | None, max_results: int, token: str | None,
+                   stats: bool = False) -> Listing:
         def show(pool: PoolRecord) -> Wire:
             return present_pool(pool, self._nodes(pool), self.base_url)
 
         page = self._store.list_pools(_query(flt, show, max_results, token))
-        return Listing([show(p) for p in page.items], page.next_token)
+        return Listing([self._show_pool(p, stats) for p in page.items], page.next_token)
 
     def pool_node_counts(self, max_results: int, token: str | None) -> Listing:
         page = self._store.list_pools(ListQuery(max_results=max_results, after=token))
@@ -266,7 +282,8 @@ class BatchService:
         return await self._run(command, self._written_job)
 
     async def job_command(
-        self, command: cmd.UpdateJob | cmd.TerminateJob | cmd.DeleteJob
+        self, command: cmd.UpdateJob | cmd.TerminateJob | cmd.DeleteJob | cmd.DisableJob
+        | cmd.EnableJob,
     ) -> Written:
         return await self._run(command, self._written_job)
 
@@ -276,16 +293,44 @@ class BatchService:
             raise not_found("Job", job_id)
         return job
 
-    def get_job(self, job_id: str) -> Resource:
-        job = self._job(job_id)
-        return Resource(present_job(job, self.base_url), job.etag, job.last_modified)
+    def _show_job(self, job: JobRecord, stats: bool) -> Wire:
+        body = present_job(job, self.base_url)
+        if stats:
+            body["stats"] = present_job_stats(job, self.base_url, self._clock.now())
+        return body
 
-    def list_jobs(self, flt: FilterSpec | None, max_results: int, token: str | None) -> Listing:
+    def get_job(self, job_id: str, stats: bool = False) -> Resource:
+        """``stats``: add the job's statistics (``$expand=stats``)."""
+        job = self._job(job_id)
+        return Resource(self._show_job(job, stats), job.etag, job.last_modified)
+
+    def list_jobs(self, flt: FilterSpec | None, max_results: int, token: str | None,
+                  stats: bool = False) -> Listing:
         def show(job: JobRecord) -> Wire:
             return present_job(job, self.base_url)
 
         page = self._store.list_jobs(_query(flt, show, max_results, token))
-        return Listing([show(j) for j in page.items], page.next_token)
+        return Listing([self._show_job(j, stats) for j in page.items], page.next_token)
+
+    def list_prep_release_status(self, job_id: str, flt: FilterSpec | None, max_results: int,
+                                 token: str | None) -> Listing:
+        """Per node, the job's preparation/release task runs (409 without those tasks)."""
+        job = self._job(job_id)
+        entries = prep_release_nodes(job)
+        if token is not None:
+            after = _node_after(token)
+            entries = [e for e in entries if e.node_id.lower() > after]
+        items: list[Wire] = []
+        last = ""
+        for entry in entries:
+            wire = present_job_node(job, entry, self.base_url)
+            if flt is not None and not flt.matches(wire):
+                continue
+            if len(items) == max_results:
+                return Listing(items, _node_token(last))
+            items.append(wire)
+            last = entry.node_id.lower()
+        return Listing(items, None)
 
     def job_task_counts(self, job_id: str) -> Wire:
         return present_task_counts(self._job(job_id).counts)
@@ -320,19 +365,30 @@ class BatchService:
             raise not_found("Task", task_id)
         return task
 
-    def get_task(self, job_id: str, task_id: str) -> Resource:
+    def _show_task(self, task: TaskRecord, stats: bool) -> Wire:
+        body = present_task(task, self.base_url)
+        if stats:
+            body["stats"] = present_task_stats(task, self.base_url, self._clock.now())
+        return body
+
+    def get_task(self, job_id: str, task_id: str, stats: bool = False) -> Resource:
+        """``stats``: add the task's statistics (``$expand=stats``)."""
         task = self._task(job_id, task_id)
-        return Resource(present_task(task, self.base_url), task.etag, task.last_modified)
+        return Resource(self._show_task(task, stats), task.etag, task.last_modified)
 
     def list_tasks(self, job_id: str, flt: FilterSpec | None, max_results: int,
-                   token: str | None) -> Listing:
+                   token: str | None, stats: bool = False) -> Listing:
         job = self._job(job_id)
 
         def show(task: TaskRecord) -> Wire:
             return present_task(task, self.base_url)
 
         page = self._store.list_tasks(job.key, _query(flt, show, max_results, token))
-        return Listing([show(t) for t in page.items], page.next_token)
+        return Listing([self._show_task(t, stats) for t in page.items], page.next_token)
+
+    def list_subtasks(self, job_id: str, task_id: str) -> Listing:
+        """A task's subtasks (multi-instance tasks only; others have none)."""
+        return Listing(present_subtasks(self._task(job_id, task_id)), None)
 
     # ------------------------------------------------------------------ files
 
@@ -366,6 +422,24 @@ def _after(key: str, token: str) -> bool:
     k_time, k_pool = key.split(":", 1)
     t_time, t_pool = token.split(":", 1)
     return (int(k_time), k_pool) > (int(t_time), t_pool)
+_NODE_TOKEN_PREFIX = "node:"
+
+
+def _node_token(node_key: str) -> str:
+    """An opaque continuation token naming the last node listed."""
+    raw = (_NODE_TOKEN_PREFIX + node_key).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _node_after(token: str) -> str:
+    """The node key a token from ``_node_token`` names; InvalidContinuationToken otherwise."""
+    try:
+        text = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError) as error:
+        raise InvalidContinuationToken("not a token this server issued") from error
+    if not text.startswith(_NODE_TOKEN_PREFIX):
+        raise InvalidContinuationToken("not a token of this list")
+    return text[len(_NODE_TOKEN_PREFIX):]
 
 
 def _query(flt: FilterSpec | None, show: Callable[[Any], Wire], max_results: int,

@@ -51,6 +51,7 @@ from hybatch.core.records import (
     JobRecord,
     NodeRecord,
     PoolRecord,
+    ProcessUsage,
     TaskRecord,
     UsageRecord,
     task_key,
@@ -296,7 +297,8 @@ class Sim:
 
     def exit(self, job_id: str, task_id: str, code: int | None = 0, *,
              attempt: int | None = None, timed_out: bool = False,
-             failure: FailureInfoRecord | None = None) -> None:
+             failure: FailureInfoRecord | None = None,
+             usage: ProcessUsage | None = None) -> None:
         """Report the end of the task's latest (or the given) attempt."""
         launch = self.launch(job_id, task_id)
         if attempt is None or attempt == launch.attempt:
@@ -304,7 +306,7 @@ class Sim:
         self.send(TaskExited(job_id=job_id, task_id=task_id,
                              attempt=launch.attempt if attempt is None else attempt,
                              exit_code=code, start_time=self.now, end_time=self.now,
-                             timed_out=timed_out, failure=failure))
+                             timed_out=timed_out, failure=failure, usage=usage))
 
     def exit_killed(self, code: int = -9) -> list[KillTask]:
         """Report an exit for every attempt killed by the latest send()."""

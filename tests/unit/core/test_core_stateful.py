@@ -29,7 +29,9 @@ from hybatch.core.commands import (
     DeleteJob,
     DeletePool,
     DeleteTask,
+    DisableJob,
     DisableNodeScheduling,
+    EnableJob,
     EnableNodeScheduling,
     NodeAction,
     ReactivateTask,
@@ -258,6 +260,14 @@ class CoreMachine(RuleBasedStateMachine):
     def delete_job(self, jid: str) -> None:
         self.apply(DeleteJob(jid))
 
+    @rule(jid=JOB_IDS, option=st.sampled_from(["requeue", "terminate", "wait", "bogus"]))
+    def disable_job(self, jid: str, option: str) -> None:
+        self.apply(DisableJob(jid, option))
+
+    @rule(jid=JOB_IDS)
+    def enable_job(self, jid: str) -> None:
+        self.apply(EnableJob(jid))
+
     # -------------------------------------------------------------- tasks
 
     @rule(jid=JOB_IDS, specs=st.lists(st.tuples(TASK_IDS, st.sampled_from([0, 1, -1]),
@@ -387,6 +397,31 @@ class CoreMachine(RuleBasedStateMachine):
         for key, stored in self.sim.store.items():
             if key not in state.tasks and stored.state == "completed":
                 assert key not in placed and key not in running_sets
+
+    @invariant()
+    def disabled_jobs_run_nothing(self) -> None:
+        """A disabled job has no attempt in flight; a disabling one waits only while it has."""
+        state = self.core.state
+        for job in state.jobs.values():
+            in_flight = bool(state.running.get(job.key))
+            if job.state == "disabled":
+                assert not in_flight, f"{job.id} disabled with attempts in flight"
+            if job.state == "disabling":
+                assert in_flight, f"{job.id} disabling with nothing left to wait for"
+            assert job.state != "enabling", "enabling never outlives its command"
+
+    @invariant()
+    def stats_follow_running_attempts(self) -> None:
+        """Job statistics count exactly the attempts running now, and never go negative."""
+        state = self.core.state
+        for job in state.jobs.values():
+            running = [t for t in state.tasks_of(job.key) if t.state in ("running", "preparing")]
+            totals = job.stats
+            assert totals.running_attempts == len(running), job.id
+            if not running:
+                assert totals.running_start_offset_s == 0.0
+            assert min(totals.wall_clock_s, totals.wait_s, totals.succeeded, totals.failed,
+                       totals.retries) >= 0
 
     @invariant()
     def counters_match_records(self) -> None:

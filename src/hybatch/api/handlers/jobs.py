@@ -15,6 +15,7 @@ from hybatch.runtime.service import BatchService
 from hybatch.schema import (
     BatchJob,
     BatchJobCreateOptions,
+    BatchJobDisableOptions,
     BatchJobTerminateOptions,
     BatchJobUpdateOptions,
     BatchTask,
@@ -32,13 +33,14 @@ async def create_job(call: Call, service: BatchService) -> Response:
 
 @endpoint
 async def list_jobs(call: Call, service: BatchService) -> Response:
-    listing = service.list_jobs(call.filter("jobs"), call.max_results(), call.token())
+    listing = service.list_jobs(call.filter("jobs"), call.max_results(), call.token(),
+                                stats=call.expand_stats())
     return call.listing(listing, "jobs")
 
 
 @endpoint
 async def get_job(call: Call, service: BatchService, jobId: str) -> Response:
-    job = service.get_job(jobId)
+    job = service.get_job(jobId, stats=call.expand_stats())
     return conditional(call, job.etag, job.last_modified) or call.json(
         job.body, metadata="jobs/@Element", etag=job.etag, last_modified=job.last_modified)
 
@@ -47,8 +49,9 @@ async def _update_job(call: Call, service: BatchService, job_id: str, replace: b
     model = BatchJob if replace else BatchJobUpdateOptions
     body = await call.body(model)
     sent = body.model_dump(by_alias=True, exclude_unset=True)
+    # PATCH: a property sent as null is left unchanged, like one left out
     parsed = {name: getattr(body, attribute) for name, attribute in UPDATABLE_FIELDS.items()
-              if name in sent}
+              if name in sent and (replace or sent[name] is not None)}
     written = await service.job_command(cmd.UpdateJob(
         job_id, tuple(parsed.items()), replace=replace, precondition=call.precondition()))
     return call.written(written, 200)
@@ -76,6 +79,27 @@ async def terminate_job(call: Call, service: BatchService, jobId: str) -> Respon
     written = await service.job_command(cmd.TerminateJob(jobId, body.terminate_reason,
                                                          call.precondition()))
     return call.written(written, 202)
+
+
+@endpoint
+async def disable_job(call: Call, service: BatchService, jobId: str) -> Response:
+    body = await call.body(BatchJobDisableOptions)
+    written = await service.job_command(cmd.DisableJob(jobId, str(body.disable_tasks),
+                                                       call.precondition()))
+    return call.written(written, 202)
+
+
+@endpoint
+async def enable_job(call: Call, service: BatchService, jobId: str) -> Response:
+    written = await service.job_command(cmd.EnableJob(jobId, call.precondition()))
+    return call.written(written, 202)
+
+
+@endpoint
+async def prep_release_status(call: Call, service: BatchService, jobId: str) -> Response:
+    listing = service.list_prep_release_status(jobId, call.filter("job_prep_release_status"),
+                                               call.max_results(), call.token())
+    return call.listing(listing, "jobpreparationandreleasetaskstatuslist")
 
 
 @endpoint
@@ -132,15 +156,21 @@ def _task_item(item: object, index: int) -> BatchTaskCreateOptions:
 
 @endpoint
 async def list_tasks(call: Call, service: BatchService, jobId: str) -> Response:
-    listing = service.list_tasks(jobId, call.filter("tasks"), call.max_results(), call.token())
+    listing = service.list_tasks(jobId, call.filter("tasks"), call.max_results(), call.token(),
+                                 stats=call.expand_stats())
     return call.listing(listing, "tasks")
 
 
 @endpoint
 async def get_task(call: Call, service: BatchService, jobId: str, taskId: str) -> Response:
-    task = service.get_task(jobId, taskId)
+    task = service.get_task(jobId, taskId, stats=call.expand_stats())
     return conditional(call, task.etag, task.last_modified) or call.json(
         task.body, metadata="tasks/@Element", etag=task.etag, last_modified=task.last_modified)
+
+
+@endpoint
+async def list_subtasks(call: Call, service: BatchService, jobId: str, taskId: str) -> Response:
+    return call.listing(service.list_subtasks(jobId, taskId), "subtaskinfo")
 
 
 @endpoint

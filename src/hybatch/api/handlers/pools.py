@@ -24,13 +24,14 @@ async def create_pool(call: Call, service: BatchService) -> Response:
 
 @endpoint
 async def list_pools(call: Call, service: BatchService) -> Response:
-    listing = service.list_pools(call.filter("pools"), call.max_results(), call.token())
+    listing = service.list_pools(call.filter("pools"), call.max_results(), call.token(),
+                                 stats=call.expand_stats())
     return call.listing(listing, "pools")
 
 
 @endpoint
 async def get_pool(call: Call, service: BatchService, poolId: str) -> Response:
-    pool = service.get_pool(poolId)
+    pool = service.get_pool(poolId, stats=call.expand_stats())
     return conditional(call, pool.etag, pool.last_modified) or call.json(
         pool.body, metadata="pools/@Element", etag=pool.etag, last_modified=pool.last_modified)
 
