@@ -13,6 +13,10 @@ from datetime import timedelta
 
 from hybatch.schema import (
     BatchJobCreateOptions,
+    BatchJobScheduleConfiguration,
+    BatchJobScheduleCreateOptions,
+    BatchJobSpecification,
+    BatchMetadataItem,
     BatchPoolCreateOptions,
     BatchTaskCreateOptions,
 )
@@ -104,6 +108,52 @@ class DeleteJob:
     precondition: Precondition = NO_PRECONDITION
 
 
+# ------------------------------------------------------------------ job schedules
+
+
+@dataclass(frozen=True, slots=True)
+class CreateJobSchedule:
+    spec: BatchJobScheduleCreateOptions
+
+
+@dataclass(frozen=True, slots=True)
+class UpdateJobSchedule:
+    """PATCH (``replace=False``: a None element is left unchanged) or PUT (``replace=True``:
+    a None ``schedule`` becomes the empty schedule, None ``metadata`` removes the metadata;
+    ``job_specification`` is required)."""
+
+    job_schedule_id: str
+    schedule: BatchJobScheduleConfiguration | None = None
+    job_specification: BatchJobSpecification | None = None
+    metadata: tuple[BatchMetadataItem, ...] | None = None
+    replace: bool = False
+    precondition: Precondition = NO_PRECONDITION
+
+
+@dataclass(frozen=True, slots=True)
+class DisableJobSchedule:
+    job_schedule_id: str
+    precondition: Precondition = NO_PRECONDITION
+
+
+@dataclass(frozen=True, slots=True)
+class EnableJobSchedule:
+    job_schedule_id: str
+    precondition: Precondition = NO_PRECONDITION
+
+
+@dataclass(frozen=True, slots=True)
+class TerminateJobSchedule:
+    job_schedule_id: str
+    precondition: Precondition = NO_PRECONDITION
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteJobSchedule:
+    job_schedule_id: str
+    precondition: Precondition = NO_PRECONDITION
+
+
 # ------------------------------------------------------------------ tasks
 
 
@@ -150,6 +200,8 @@ class UpdateTaskConstraints:
 Command = (
     CreatePool | ResizePool | StopPoolResize | RemoveNodes | DeletePool
     | CreateJob | UpdateJob | TerminateJob | DeleteJob
+    | CreateJobSchedule | UpdateJobSchedule | DisableJobSchedule | EnableJobSchedule
+    | TerminateJobSchedule | DeleteJobSchedule
     | AddTasks | TerminateTask | ReactivateTask | DeleteTask | UpdateTaskConstraints
 )
 
