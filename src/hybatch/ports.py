@@ -12,7 +12,7 @@ from typing import Generic, Protocol, TypeVar
 
 from hybatch.core.effects import DeleteTaskFiles, KillTask, ProvisionNode, ReleaseNode, TaskLaunch
 from hybatch.core.events import Event, TaskExited
-from hybatch.core.records import JobRecord, NodeRecord, PoolRecord, TaskRecord
+from hybatch.core.records import JobRecord, JobScheduleRecord, NodeRecord, PoolRecord, TaskRecord
 from hybatch.odata.ast import Expr
 
 T = TypeVar("T")
@@ -47,10 +47,13 @@ class Changes:
     deleted_nodes: list[str] = field(default_factory=list)
     deleted_jobs: list[str] = field(default_factory=list)
     deleted_tasks: list[tuple[str, str]] = field(default_factory=list)
+    job_schedules: list[JobScheduleRecord] = field(default_factory=list)
+    deleted_job_schedules: list[str] = field(default_factory=list)
 
     def is_empty(self) -> bool:
         return not (self.pools or self.nodes or self.jobs or self.tasks or self.deleted_pools
-                    or self.deleted_nodes or self.deleted_jobs or self.deleted_tasks)
+                    or self.deleted_nodes or self.deleted_jobs or self.deleted_tasks
+                    or self.job_schedules or self.deleted_job_schedules)
 
 
 class InvalidContinuationToken(ValueError):
@@ -98,6 +101,17 @@ class Store(Protocol):
     def list_nodes(self, pool_key: str, query: ListQuery[NodeRecord]) -> Page[NodeRecord]: ...
     def list_jobs(self, query: ListQuery[JobRecord]) -> Page[JobRecord]: ...
     def list_tasks(self, job_key: str, query: ListQuery[TaskRecord]) -> Page[TaskRecord]: ...
+
+    def load_job_schedules(self) -> list[JobScheduleRecord]: ...
+    def get_job_schedule(self, schedule_key: str) -> JobScheduleRecord | None: ...
+    def list_job_schedules(
+        self, query: ListQuery[JobScheduleRecord]
+    ) -> Page[JobScheduleRecord]: ...
+    def list_jobs_from_schedule(
+        self, schedule_key: str, query: ListQuery[JobRecord]
+    ) -> Page[JobRecord]:
+        """The jobs whose ``job_schedule_id`` is the schedule (case-insensitive), by job key."""
+        ...
 
     def get_setting(self, name: str) -> str | None: ...
     def put_setting(self, name: str, value: str) -> None: ...

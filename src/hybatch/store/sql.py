@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from hybatch.core.records import JobRecord, NodeRecord, PoolRecord, TaskRecord
+from hybatch.core.records import JobRecord, JobScheduleRecord, NodeRecord, PoolRecord, TaskRecord
 from hybatch.ports import Changes, ListQuery, Page
 from hybatch.store import codec, tables
 from hybatch.store.codec import Resource, Row
@@ -93,6 +93,9 @@ class SqlStore:
         self._delete_nodes = sa.delete(t.nodes).where(t.nodes.c.node_key == _bind("k"))
         self._delete_job_tasks = sa.delete(t.tasks).where(t.tasks.c.job_key == _bind("k"))
         self._delete_jobs = sa.delete(t.jobs).where(t.jobs.c.job_key == _bind("k"))
+        self._delete_job_schedules = sa.delete(t.job_schedules).where(
+            t.job_schedules.c.schedule_key == _bind("k")
+        )
         self._delete_tasks = sa.delete(t.tasks).where(
             (t.tasks.c.job_key == _bind("j")) & (t.tasks.c.task_key == _bind("k"))
         )
@@ -125,7 +128,7 @@ class SqlStore:
     def apply(self, changes: Changes) -> None:
         """Write one loop turn in one transaction: deletions first, then the upserts, so a
         record deleted and re-created within the turn ends up stored. Deleting a job deletes
-        its tasks, deleting a pool its nodes."""
+        its tasks, deleting a pool its nodes (a job schedule's jobs are deleted by the core)."""
         if changes.is_empty():
             return
         # Encode before taking the write lock: JSON encoding is most of the work.
@@ -133,10 +136,12 @@ class SqlStore:
         nodes = _rows(codec.NODES, changes.nodes, "node_key")
         jobs = _rows(codec.JOBS, changes.jobs, "job_key")
         tasks = _rows(codec.TASKS, changes.tasks, "job_key", "task_key")
+        schedules = _rows(codec.JOB_SCHEDULES, changes.job_schedules, "schedule_key")
         deleted_pools = [{"k": k.lower()} for k in changes.deleted_pools]
         deleted_nodes = [{"k": k.lower()} for k in changes.deleted_nodes]
         deleted_jobs = [{"k": k.lower()} for k in changes.deleted_jobs]
         deleted_tasks = [{"j": j.lower(), "k": k.lower()} for j, k in changes.deleted_tasks]
+        deleted_schedules = [{"k": k.lower()} for k in changes.deleted_job_schedules]
         with self._write_turn() as conn:
             if deleted_tasks:
                 conn.execute(self._delete_tasks, deleted_tasks)
@@ -148,11 +153,14 @@ class SqlStore:
             if deleted_pools:
                 conn.execute(self._delete_pool_nodes, deleted_pools)
                 conn.execute(self._delete_pools, deleted_pools)
+            if deleted_schedules:
+                conn.execute(self._delete_job_schedules, deleted_schedules)
             for table, rows in (
                 (tables.pools, pools),
                 (tables.nodes, nodes),
                 (tables.jobs, jobs),
                 (tables.tasks, tasks),
+                (tables.job_schedules, schedules),
             ):
                 self._upsert[table.name](conn, rows)
 
@@ -272,6 +280,27 @@ class SqlStore:
     def list_tasks(self, job_key: str, query: ListQuery[TaskRecord]) -> Page[TaskRecord]:
         t = tables.tasks
         return self._list(codec.TASKS, t, t.c.job_key == job_key.lower(), query)
+
+    # ------------------------------------------------------------------ job schedules
+
+    def get_job_schedule(self, schedule_key: str) -> JobScheduleRecord | None:
+        t = tables.job_schedules
+        return self._get(codec.JOB_SCHEDULES, t, t.c.schedule_key == schedule_key.lower())
+
+    def load_job_schedules(self) -> list[JobScheduleRecord]:
+        t = tables.job_schedules
+        return self._load(codec.JOB_SCHEDULES, sa.select(_json(t)).order_by(t.c.schedule_key))
+
+    def list_job_schedules(
+        self, query: ListQuery[JobScheduleRecord]
+    ) -> Page[JobScheduleRecord]:
+        return self._list(codec.JOB_SCHEDULES, tables.job_schedules, None, query)
+
+    def list_jobs_from_schedule(
+        self, schedule_key: str, query: ListQuery[JobRecord]
+    ) -> Page[JobRecord]:
+        t = tables.jobs
+        return self._list(codec.JOBS, t, t.c.schedule_key == schedule_key.lower(), query)
 
     def close(self) -> None:
         if self._turn_conn is not None:
