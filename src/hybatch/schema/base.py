@@ -63,10 +63,16 @@ class WireEnum(StrEnum):
 
 
 def _as_utc(value: datetime) -> datetime:
-    """Naive means UTC (old clients drop the offset); aware values are converted to UTC."""
+    """Naive means UTC (old clients drop the offset); aware values are converted to UTC.
+
+    A value whose UTC form falls outside years 1..9999 (``0001-01-01T00:00:00+01:00``) is a
+    ValueError, so validation reports it instead of crashing with OverflowError."""
     if value.tzinfo is None:
         return value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError as error:
+        raise ValueError("the date-time is out of range once converted to UTC") from error
 
 
 def format_utc(value: datetime) -> str:
