@@ -52,7 +52,9 @@ _SPECS: dict[type, st.SearchStrategy[Any]] = {
             lambda s, when: schedule_spec("s", displayName=s,
                                           schedule={"doNotRunUntil": when.isoformat()}),
             _text,
-            _datetimes,
+            # a wire date-time must stay within years 1..9999 once converted to UTC
+            st.datetimes(min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30),
+                         timezones=_zones),
         ),
     ),
     BatchTaskCreateOptions: st.one_of(
