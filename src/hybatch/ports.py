@@ -19,7 +19,14 @@ from hybatch.core.effects import (
     TaskLaunch,
 )
 from hybatch.core.events import Event, TaskExited
-from hybatch.core.records import JobRecord, NodeRecord, PoolRecord, TaskRecord, UsageRecord
+from hybatch.core.records import (
+    JobRecord,
+    JobScheduleRecord,
+    NodeRecord,
+    PoolRecord,
+    TaskRecord,
+    UsageRecord,
+)
 from hybatch.odata.ast import Expr
 
 T = TypeVar("T")
@@ -56,11 +63,13 @@ class Changes:
     deleted_tasks: list[tuple[str, str]] = field(default_factory=list)
     usage: list[UsageRecord] = field(default_factory=list)
     """Closed pool usage intervals, each written once (a repeated key replaces the row)."""
+    job_schedules: list[JobScheduleRecord] = field(default_factory=list)
+    deleted_job_schedules: list[str] = field(default_factory=list)
 
     def is_empty(self) -> bool:
         return not (self.pools or self.nodes or self.jobs or self.tasks or self.deleted_pools
                     or self.deleted_nodes or self.deleted_jobs or self.deleted_tasks
-                    or self.usage)
+                    or self.usage or self.job_schedules or self.deleted_job_schedules)
 
 
 class InvalidContinuationToken(ValueError):
@@ -112,6 +121,15 @@ class Store(Protocol):
     def list_usage(self, start: datetime, end: datetime) -> list[UsageRecord]:
         """Usage records whose interval starts in [start, end), by interval then pool key.
         They outlive their pools (usage of deleted pools stays listed)."""
+    def load_job_schedules(self) -> list[JobScheduleRecord]: ...
+    def get_job_schedule(self, schedule_key: str) -> JobScheduleRecord | None: ...
+    def list_job_schedules(
+        self, query: ListQuery[JobScheduleRecord]
+    ) -> Page[JobScheduleRecord]: ...
+    def list_jobs_from_schedule(
+        self, schedule_key: str, query: ListQuery[JobRecord]
+    ) -> Page[JobRecord]:
+        """The jobs whose ``job_schedule_id`` is the schedule (case-insensitive), by job key."""
         ...
 
     def get_setting(self, name: str) -> str | None: ...

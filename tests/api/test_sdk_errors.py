@@ -126,7 +126,7 @@ def test_unsupported_feature_is_a_clear_batch_error(client: BatchClient) -> None
 
 def test_unimplemented_operation_is_501(client: BatchClient) -> None:
     with pytest.raises(HttpResponseError) as caught:
-        list(client.list_job_schedules())
+        client.disable_pool_auto_scale("any-pool")
     assert caught.value.status_code == 501
     assert caught.value.error.code == "NotImplemented"
 

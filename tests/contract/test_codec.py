@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Table
 
-from hybatch.core.records import JobRecord, NodeRecord, PoolRecord, TaskRecord
+from hybatch.core.records import JobRecord, JobScheduleRecord, NodeRecord, PoolRecord, TaskRecord
 from hybatch.odata.ast import And, Compare, Field, Literal, Not, Or, StartsWith
 from hybatch.schema import BatchPoolCreateOptions
 from hybatch.store import codec, tables
@@ -25,6 +25,7 @@ RESOURCES: list[tuple[type, codec.Resource[Any], Table]] = [
     (NodeRecord, codec.NODES, tables.nodes),
     (JobRecord, codec.JOBS, tables.jobs),
     (TaskRecord, codec.TASKS, tables.tasks),
+    (JobScheduleRecord, codec.JOB_SCHEDULES, tables.job_schedules),
 ]
 
 

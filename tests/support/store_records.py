@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from hybatch.core.records import (
     FailureInfoRecord,
     JobRecord,
+    JobScheduleRecord,
     NodeRecord,
     NodeUserRecord,
     PoolRecord,
@@ -19,7 +20,12 @@ from hybatch.core.records import (
     TaskRecord,
     UsageRecord,
 )
-from hybatch.schema import BatchJobCreateOptions, BatchPoolCreateOptions, BatchTaskCreateOptions
+from hybatch.schema import (
+    BatchJobCreateOptions,
+    BatchJobScheduleCreateOptions,
+    BatchPoolCreateOptions,
+    BatchTaskCreateOptions,
+)
 
 T0 = datetime(2026, 5, 1, 12, 0, 0, 123456, tzinfo=UTC)
 """A fixed instant; records use offsets from it so timestamps differ per field."""
@@ -113,6 +119,21 @@ TASK_SPEC = {
 }
 
 
+SCHEDULE_SPEC = {
+    "id": "Sched-1",
+    "displayName": "nightly \u00fc",
+    "schedule": {
+        "doNotRunUntil": "2026-05-02T00:00:00Z",
+        "doNotRunAfter": "2026-06-01T00:00:00.5Z",
+        "startWindow": "PT30M",
+        "recurrenceInterval": "P1DT2H",
+    },
+    "jobSpecification": {**{k: v for k, v in JOB_SPEC.items() if k != "id"},
+                         "usesTaskDependencies": False},
+    "metadata": [{"name": "team", "value": "cfd"}],
+}
+
+
 def pool_spec(pool_id: str, **extra: object) -> BatchPoolCreateOptions:
     return BatchPoolCreateOptions.model_validate(
         {"id": pool_id, "vmSize": "standard_d2s_v3", **extra}
@@ -129,6 +150,18 @@ def task_spec(task_id: str, **extra: object) -> BatchTaskCreateOptions:
     return BatchTaskCreateOptions.model_validate(
         {"id": task_id, "commandLine": "/bin/true", **extra}
     )
+
+
+def schedule_spec(schedule_id: str, **extra: object) -> BatchJobScheduleCreateOptions:
+    return BatchJobScheduleCreateOptions.model_validate(
+        {"id": schedule_id, "schedule": {}, "jobSpecification": {"poolInfo": {"poolId": "p"}},
+         **extra}
+    )
+
+
+def job_schedule(schedule_id: str, **fields: object) -> JobScheduleRecord:
+    spec = schedule_spec(schedule_id)
+    return JobScheduleRecord(id=schedule_id, spec=spec, creation_time=T0, **fields)  # type: ignore[arg-type]
 
 
 def pool(pool_id: str, **fields: object) -> PoolRecord:
@@ -239,8 +272,27 @@ def full_job() -> JobRecord:
         last_modified=at(2),
         counts=TaskCountsRecord(1, 2, 3, 4, 5, 6, 7, 8, 9, 10),
         next_task_seq=1000,
+        job_schedule_id="Sched-1",
         version=11,
         etag="0x8D123",
+    )
+
+
+def full_job_schedule() -> JobScheduleRecord:
+    return JobScheduleRecord(
+        id="Sched-1",
+        spec=BatchJobScheduleCreateOptions.model_validate(SCHEDULE_SPEC),
+        creation_time=at(0),
+        state="completed",
+        state_transition_time=at(3),
+        previous_state="terminating",
+        previous_state_transition_time=at(2),
+        last_modified=at(3),
+        next_run_time=at(86400),
+        recent_job_id="Sched-1:job-7",
+        end_time=at(3),
+        version=5,
+        etag="0x8D555",
     )
 
 

@@ -9,9 +9,23 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from hybatch.schema import BatchJobCreateOptions, BatchPoolCreateOptions, BatchTaskCreateOptions
+from hybatch.schema import (
+    BatchJobCreateOptions,
+    BatchJobScheduleCreateOptions,
+    BatchPoolCreateOptions,
+    BatchTaskCreateOptions,
+)
 
-from .store_records import JOB_SPEC, POOL_SPEC, TASK_SPEC, job_spec, pool_spec, task_spec
+from .store_records import (
+    JOB_SPEC,
+    POOL_SPEC,
+    SCHEDULE_SPEC,
+    TASK_SPEC,
+    job_spec,
+    pool_spec,
+    schedule_spec,
+    task_spec,
+)
 
 _text = st.text(st.characters(codec="utf-8", exclude_characters="\x00"), max_size=12)
 _ints = st.integers(-(2**63), 2**63 - 1)
@@ -30,6 +44,17 @@ _SPECS: dict[type, st.SearchStrategy[Any]] = {
         st.just(BatchJobCreateOptions.model_validate(JOB_SPEC)),
         st.builds(
             lambda s, n: job_spec("j", priority=n, displayName=s), _text, st.integers(-1000, 1000)
+        ),
+    ),
+    BatchJobScheduleCreateOptions: st.one_of(
+        st.just(BatchJobScheduleCreateOptions.model_validate(SCHEDULE_SPEC)),
+        st.builds(
+            lambda s, when: schedule_spec("s", displayName=s,
+                                          schedule={"doNotRunUntil": when.isoformat()}),
+            _text,
+            # a wire date-time must stay within years 1..9999 once converted to UTC
+            st.datetimes(min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30),
+                         timezones=_zones),
         ),
     ),
     BatchTaskCreateOptions: st.one_of(

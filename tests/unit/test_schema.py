@@ -238,6 +238,12 @@ def test_naive_python_datetimes_are_taken_as_utc() -> None:
     assert config.model_dump()["do_not_run_until"].tzinfo is not None
 
 
+@pytest.mark.parametrize("wire", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-00:01"])
+def test_datetimes_out_of_range_in_utc_are_validation_errors(wire: str) -> None:
+    with pytest.raises(ValidationError):
+        parse_wire(BatchJobScheduleConfiguration, {"doNotRunUntil": wire})
+
+
 # --- durations -------------------------------------------------------------------------------
 
 

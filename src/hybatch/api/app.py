@@ -23,7 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hybatch.api import auth
 from hybatch.api.errors import error_response
-from hybatch.api.handlers import files, jobs, nodes, pools
+from hybatch.api.handlers import certificates, files, jobs, nodes, pools, schedules
 from hybatch.runtime.service import BatchService
 from hybatch.schema._generated.operations import OPERATIONS
 
@@ -94,6 +94,22 @@ IMPLEMENTED: dict[str, Endpoint] = {
     "Nodes_UploadNodeLogs": nodes.upload_logs,
     "Nodes_ListNodeExtensions": nodes.list_extensions,
     "Nodes_GetNodeExtension": nodes.get_extension,
+    "JobSchedules_CreateJobSchedule": schedules.create_job_schedule,
+    "JobSchedules_ListJobSchedules": schedules.list_job_schedules,
+    "JobSchedules_GetJobSchedule": schedules.get_job_schedule,
+    "JobSchedules_JobScheduleExists": schedules.job_schedule_exists,
+    "JobSchedules_UpdateJobSchedule": schedules.patch_job_schedule,
+    "JobSchedules_ReplaceJobSchedule": schedules.put_job_schedule,
+    "JobSchedules_DisableJobSchedule": schedules.disable_job_schedule,
+    "JobSchedules_EnableJobSchedule": schedules.enable_job_schedule,
+    "JobSchedules_TerminateJobSchedule": schedules.terminate_job_schedule,
+    "JobSchedules_DeleteJobSchedule": schedules.delete_job_schedule,
+    "Jobs_ListJobsFromSchedule": schedules.list_jobs_from_schedule,
+    "Certificates_ListCertificates": certificates.retired,
+    "Certificates_CreateCertificate": certificates.retired,
+    "Certificates_GetCertificate": certificates.retired,
+    "Certificates_DeleteCertificate": certificates.retired,
+    "Certificates_CancelCertificateDeletion": certificates.retired,
 }
 
 

@@ -1,9 +1,9 @@
 """ClusterState: every record the core holds, its indexes, and the set of changed records.
 
-Memory holds pools, nodes, jobs and every task that is not completed. A task that completes
-stays in memory only until the end of the loop turn (``take_changes``), so the store is the
-home of finished tasks. ``touch`` is the only way a record is marked changed; it bumps the
-version and etag and records the modification time.
+Memory holds pools, nodes, jobs, job schedules and every task that is not completed. A task
+that completes stays in memory only until the end of the loop turn (``take_changes``), so the
+store is the home of finished tasks. ``touch`` is the only way a record is marked changed; it
+bumps the version and etag and records the modification time.
 
 Invariants (checked by ``validate``):
 - a node's ``running_task_slots`` / ``offered_slots`` equal the slots of the tasks running on
@@ -20,6 +20,7 @@ from datetime import datetime
 
 from hybatch.core.records import (
     JobRecord,
+    JobScheduleRecord,
     NodeRecord,
     PoolRecord,
     TaskRecord,
@@ -27,7 +28,7 @@ from hybatch.core.records import (
     etag_for,
 )
 
-AnyRecord = PoolRecord | NodeRecord | JobRecord | TaskRecord
+AnyRecord = PoolRecord | NodeRecord | JobRecord | JobScheduleRecord | TaskRecord
 
 
 @dataclass(slots=True)
@@ -38,12 +39,14 @@ class ChangeSet:
     nodes: dict[str, NodeRecord] = field(default_factory=dict)
     jobs: dict[str, JobRecord] = field(default_factory=dict)
     tasks: dict[tuple[str, str], TaskRecord] = field(default_factory=dict)
+    job_schedules: dict[str, JobScheduleRecord] = field(default_factory=dict)
     deleted_pools: set[str] = field(default_factory=set)
     deleted_nodes: set[str] = field(default_factory=set)
     deleted_jobs: set[str] = field(default_factory=set)
     deleted_tasks: set[tuple[str, str]] = field(default_factory=set)
     usage: list[UsageRecord] = field(default_factory=list)
     """Closed usage intervals (append-only: each is written once)."""
+    deleted_job_schedules: set[str] = field(default_factory=set)
 
 
 class ClusterState:
@@ -54,6 +57,9 @@ class ClusterState:
         self.nodes: dict[str, NodeRecord] = {}
         self.jobs: dict[str, JobRecord] = {}
         self.tasks: dict[tuple[str, str], TaskRecord] = {}
+        self.job_schedules: dict[str, JobScheduleRecord] = {}
+        # keys of job schedules terminating or deleting: settled after every message
+        self.schedules_to_settle: set[str] = set()
         # per job: keys of active tasks waiting for a slot, in submission order
         self.ready: dict[str, deque[tuple[str, str]]] = {}
         # per job: keys of tasks with an attempt in flight (offered to a node or running)
@@ -75,6 +81,10 @@ class ClusterState:
     def tasks_of(self, job_key: str) -> list[TaskRecord]:
         return [t for k, t in self.tasks.items() if k[0] == job_key]
 
+    def jobs_of_schedule(self, schedule_key: str) -> list[JobRecord]:
+        return [j for j in self.jobs.values()
+                if j.job_schedule_id is not None and j.job_schedule_id.lower() == schedule_key]
+
     # ------------------------------------------------------------------ mutation
 
     def touch(self, record: AnyRecord, now: datetime) -> None:
@@ -89,6 +99,9 @@ class ClusterState:
         elif isinstance(record, JobRecord):
             record.last_modified = now
             self.changes.jobs[record.key] = record
+        elif isinstance(record, JobScheduleRecord):
+            record.last_modified = now
+            self.changes.job_schedules[record.key] = record
         else:
             record.last_modified = now
             self.changes.tasks[record.key] = record
@@ -149,6 +162,18 @@ class ClusterState:
         self.changes.deleted_tasks = {k for k in self.changes.deleted_tasks if k[0] != key}
         self.changes.jobs.pop(key, None)
         self.changes.deleted_jobs.add(key)
+
+    def add_job_schedule(self, schedule: JobScheduleRecord, now: datetime) -> None:
+        self.job_schedules[schedule.key] = schedule
+        self.changes.deleted_job_schedules.discard(schedule.key)
+        self.touch(schedule, now)
+
+    def drop_job_schedule(self, schedule: JobScheduleRecord) -> None:
+        """Forget a schedule (its jobs are dropped by the core before it)."""
+        self.job_schedules.pop(schedule.key, None)
+        self.schedules_to_settle.discard(schedule.key)
+        self.changes.job_schedules.pop(schedule.key, None)
+        self.changes.deleted_job_schedules.add(schedule.key)
 
     def add_task(self, task: TaskRecord, now: datetime) -> None:
         self.tasks[task.key] = task

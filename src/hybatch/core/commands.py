@@ -13,6 +13,10 @@ from datetime import datetime, timedelta
 
 from hybatch.schema import (
     BatchJobCreateOptions,
+    BatchJobScheduleConfiguration,
+    BatchJobScheduleCreateOptions,
+    BatchJobSpecification,
+    BatchMetadataItem,
     BatchPoolCreateOptions,
     BatchTaskCreateOptions,
 )
@@ -189,6 +193,52 @@ class EnableJob:
     precondition: Precondition = NO_PRECONDITION
 
 
+# ------------------------------------------------------------------ job schedules
+
+
+@dataclass(frozen=True, slots=True)
+class CreateJobSchedule:
+    spec: BatchJobScheduleCreateOptions
+
+
+@dataclass(frozen=True, slots=True)
+class UpdateJobSchedule:
+    """PATCH (``replace=False``: a None element is left unchanged) or PUT (``replace=True``:
+    a None ``schedule`` becomes the empty schedule, None ``metadata`` removes the metadata;
+    ``job_specification`` is required)."""
+
+    job_schedule_id: str
+    schedule: BatchJobScheduleConfiguration | None = None
+    job_specification: BatchJobSpecification | None = None
+    metadata: tuple[BatchMetadataItem, ...] | None = None
+    replace: bool = False
+    precondition: Precondition = NO_PRECONDITION
+
+
+@dataclass(frozen=True, slots=True)
+class DisableJobSchedule:
+    job_schedule_id: str
+    precondition: Precondition = NO_PRECONDITION
+
+
+@dataclass(frozen=True, slots=True)
+class EnableJobSchedule:
+    job_schedule_id: str
+    precondition: Precondition = NO_PRECONDITION
+
+
+@dataclass(frozen=True, slots=True)
+class TerminateJobSchedule:
+    job_schedule_id: str
+    precondition: Precondition = NO_PRECONDITION
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteJobSchedule:
+    job_schedule_id: str
+    precondition: Precondition = NO_PRECONDITION
+
+
 # ------------------------------------------------------------------ tasks
 
 
@@ -237,6 +287,8 @@ Command = (
     | NodeAction | DisableNodeScheduling | EnableNodeScheduling
     | CreateNodeUser | ReplaceNodeUser | DeleteNodeUser
     | CreateJob | UpdateJob | TerminateJob | DeleteJob | DisableJob | EnableJob
+    | CreateJobSchedule | UpdateJobSchedule | DisableJobSchedule | EnableJobSchedule
+    | TerminateJobSchedule | DeleteJobSchedule
     | AddTasks | TerminateTask | ReactivateTask | DeleteTask | UpdateTaskConstraints
 )
 

@@ -91,6 +91,9 @@ def create_job(ctx: Ctx, cmd: CreateJob) -> JobRecord:
     validate_job_spec(spec)
     if spec.id.lower() in ctx.state.jobs:
         raise exists("Job", spec.id)
+    if spec.id.lower() in ctx.state.job_schedules:
+        raise DomainError("JobScheduleWithSameIdExists", "A job schedule with the same id as "
+                          "the specified job already exists.", details={"JobId": spec.id})
     ctx.state.job_seq += 1
     job = JobRecord(id=spec.id, spec=spec, creation_time=ctx.now, seq=ctx.state.job_seq,
                     state="active", state_transition_time=ctx.now, start_time=ctx.now)

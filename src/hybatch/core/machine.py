@@ -17,21 +17,25 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from hybatch.core import jobs, nodes, pool_update, pools, tasks, usage
+from hybatch.core import jobs, nodes, pool_update, pools, schedules, tasks, usage
 from hybatch.core.cluster import ChangeSet, ClusterState
 from hybatch.core.commands import (
     AddTasks,
     Command,
     CreateJob,
+    CreateJobSchedule,
     CreateNodeUser,
     CreatePool,
     DeleteJob,
+    DeleteJobSchedule,
     DeleteNodeUser,
     DeletePool,
     DeleteTask,
     DisableJob,
+    DisableJobSchedule,
     DisableNodeScheduling,
     EnableJob,
+    EnableJobSchedule,
     EnableNodeScheduling,
     NodeAction,
     ReactivateTask,
@@ -40,8 +44,10 @@ from hybatch.core.commands import (
     ResizePool,
     StopPoolResize,
     TerminateJob,
+    TerminateJobSchedule,
     TerminateTask,
     UpdateJob,
+    UpdateJobSchedule,
     UpdatePool,
     UpdateTaskConstraints,
 )
@@ -58,7 +64,7 @@ from hybatch.core.events import (
     Tick,
 )
 from hybatch.core.placement import place_tasks
-from hybatch.core.records import JobRecord, NodeRecord, PoolRecord, TaskRecord
+from hybatch.core.records import JobRecord, JobScheduleRecord, NodeRecord, PoolRecord, TaskRecord
 
 Message = Command | Event
 
@@ -94,6 +100,12 @@ _HANDLERS: dict[type, Callable[[Ctx, Any], object]] = {
     DeleteJob: jobs.delete_job,
     DisableJob: jobs.disable_job,
     EnableJob: jobs.enable_job,
+    CreateJobSchedule: schedules.create_job_schedule,
+    UpdateJobSchedule: schedules.update_job_schedule,
+    DisableJobSchedule: schedules.disable_job_schedule,
+    EnableJobSchedule: schedules.enable_job_schedule,
+    TerminateJobSchedule: schedules.terminate_job_schedule,
+    DeleteJobSchedule: schedules.delete_job_schedule,
     AddTasks: tasks.add_tasks,
     TerminateTask: tasks.terminate_task,
     ReactivateTask: tasks.reactivate_task,
@@ -119,13 +131,20 @@ class BatchCore:
     def handle(self, message: Message, now: datetime) -> Outcome:
         ctx = Ctx(state=self.state, now=now, ids=self._ids)
         result = _HANDLERS[type(message)](ctx, message)
+        if self.state.schedules_to_settle:
+            schedules.settle_all(ctx)
         place_tasks(ctx)
         return Outcome(effects=ctx.effects, result=result)
 
     def restore(self, pool_records: Iterable[PoolRecord], node_records: Iterable[NodeRecord],
-                job_records: Iterable[JobRecord], task_records: Iterable[TaskRecord]) -> None:
+                job_records: Iterable[JobRecord], task_records: Iterable[TaskRecord],
+                schedule_records: Iterable[JobScheduleRecord] = ()) -> None:
         """Load stored records at start-up (unfinished tasks only). No changes are recorded."""
         state = self.state
+        for schedule in schedule_records:
+            state.job_schedules[schedule.key] = schedule
+            if schedule.state in ("terminating", "deleting"):
+                state.schedules_to_settle.add(schedule.key)
         for pool in pool_records:
             state.pools[pool.key] = pool
         for node in node_records:

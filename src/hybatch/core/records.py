@@ -1,4 +1,4 @@
-"""Runtime records: the service's own view of pools, nodes, jobs and tasks.
+"""Runtime records: the service's own view of pools, nodes, jobs, job schedules and tasks.
 
 A record embeds the user's create body (the generated wire model) as ``spec`` and adds the
 runtime fields the service owns (state, timestamps, etag, counters). Records are plain mutable
@@ -15,6 +15,7 @@ from datetime import datetime
 
 from hybatch.schema import (
     BatchJobCreateOptions,
+    BatchJobScheduleCreateOptions,
     BatchPoolCreateOptions,
     BatchTaskCreateOptions,
 )
@@ -286,6 +287,8 @@ class JobRecord:
     stats: JobStatsRecord = field(default_factory=JobStatsRecord)
     nodes_run: list[JobNodeRecord] = field(default_factory=list)
     """Per node: the job preparation/release task runs there (filled once those exist)."""
+    job_schedule_id: str | None = None
+    """The job schedule that created this job (None for jobs created directly)."""
     version: int = 0
     etag: str = ""
 
@@ -301,6 +304,32 @@ class JobRecord:
     @property
     def priority(self) -> int:
         return self.spec.priority or 0
+
+
+@dataclass(slots=True)
+class JobScheduleRecord:
+    """A job schedule. ``spec`` is the create body; PATCH/PUT replace its ``schedule``,
+    ``jobSpecification`` and ``metadata``. ``next_run_time`` is kept by the core (see
+    :func:`hybatch.core.schedules.next_run_time`); ``recent_job_id`` names the latest job the
+    schedule created."""
+
+    id: str
+    spec: BatchJobScheduleCreateOptions
+    creation_time: datetime
+    state: str = "active"
+    state_transition_time: datetime | None = None
+    previous_state: str | None = None
+    previous_state_transition_time: datetime | None = None
+    last_modified: datetime | None = None
+    next_run_time: datetime | None = None
+    recent_job_id: str | None = None
+    end_time: datetime | None = None
+    version: int = 0
+    etag: str = ""
+
+    @property
+    def key(self) -> str:
+        return self.id.lower()
 
 
 @dataclass(slots=True)

@@ -54,6 +54,8 @@ def to_port_changes(changes: ChangeSet) -> Changes:
         deleted_pools=sorted(changes.deleted_pools), deleted_nodes=sorted(changes.deleted_nodes),
         deleted_jobs=sorted(changes.deleted_jobs), deleted_tasks=sorted(changes.deleted_tasks),
         usage=changes.usage,
+        job_schedules=list(changes.job_schedules.values()),
+        deleted_job_schedules=sorted(changes.deleted_job_schedules),
     )
 
 
@@ -176,7 +178,7 @@ class WriterLoop:
         store = self._store
         self._core.reset()
         self._core.restore(store.load_pools(), store.load_nodes(), store.load_jobs(),
-                           store.load_unfinished_tasks())
+                           store.load_unfinished_tasks(), store.load_job_schedules())
 
     def _preload(self, command: Command | Event) -> None:
         """Load stored tasks a command targets that are not in memory (completed ones)."""

@@ -24,7 +24,8 @@ def recover(core: BatchCore, store: Store, backend: ComputeBackend) -> list[Even
     nodes = store.load_nodes()
     jobs = store.load_jobs()
     tasks = store.load_unfinished_tasks()
-    core.restore(pools, nodes, jobs, tasks)
+    schedules = store.load_job_schedules()
+    core.restore(pools, nodes, jobs, tasks, schedules)
     for node in nodes:
         if node.removing:
             backend.release_node(ReleaseNode(pool_id=node.pool_id, node_id=node.id))

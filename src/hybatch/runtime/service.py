@@ -32,7 +32,9 @@ from hybatch.core.present import (
     present_task_stats,
     present_usage,
 )
-from hybatch.core.records import JobRecord, NodeRecord, PoolRecord, TaskRecord
+from hybatch.core.present_schedules import present_job_schedule
+from hybatch.core.records import JobRecord, JobScheduleRecord, NodeRecord, PoolRecord, TaskRecord
+from hybatch.core.schedules import schedule_not_found
 from hybatch.core.tasks import files_expired
 from hybatch.node.service_logs import UploadError, select_log_files, upload_logs
 from hybatch.odata.ast import Expr
@@ -334,6 +336,57 @@ class BatchService:
 
     def job_task_counts(self, job_id: str) -> Wire:
         return present_task_counts(self._job(job_id).counts)
+
+    # ------------------------------------------------------------------ job schedules
+
+    def _written_schedule(self, schedule: JobScheduleRecord) -> Written:
+        return Written(schedule.id, schedule.etag, schedule.last_modified,
+                       f"{self.base_url}/jobschedules/{schedule.id}")
+
+    async def create_job_schedule(self, command: cmd.CreateJobSchedule) -> Written:
+        return await self._run(command, self._written_schedule)
+
+    async def job_schedule_command(
+        self, command: cmd.UpdateJobSchedule | cmd.DisableJobSchedule | cmd.EnableJobSchedule
+        | cmd.TerminateJobSchedule | cmd.DeleteJobSchedule,
+    ) -> Written:
+        return await self._run(command, self._written_schedule)
+
+    def _job_schedule(self, schedule_id: str) -> JobScheduleRecord:
+        schedule = self._store.get_job_schedule(schedule_id.lower())
+        if schedule is None:
+            raise schedule_not_found(schedule_id)
+        return schedule
+
+    def get_job_schedule(self, schedule_id: str) -> Resource:
+        schedule = self._job_schedule(schedule_id)
+        return Resource(present_job_schedule(schedule, self.base_url), schedule.etag,
+                        schedule.last_modified)
+
+    def job_schedule_exists(self, schedule_id: str) -> Resource:
+        schedule = self._job_schedule(schedule_id)
+        return Resource({}, schedule.etag, schedule.last_modified)
+
+    def list_job_schedules(self, flt: FilterSpec | None, max_results: int,
+                           token: str | None) -> Listing:
+        def show(schedule: JobScheduleRecord) -> Wire:
+            return present_job_schedule(schedule, self.base_url)
+
+        page = self._store.list_job_schedules(_query(flt, show, max_results, token))
+        return Listing([show(s) for s in page.items], page.next_token)
+
+    def list_jobs_from_schedule(self, schedule_id: str, flt: FilterSpec | None,
+                                max_results: int, token: str | None) -> Listing:
+        """The jobs the schedule created (none until job creation on the recurrence is
+        built); 404 JobScheduleNotFound for an unknown schedule."""
+        schedule = self._job_schedule(schedule_id)
+
+        def show(job: JobRecord) -> Wire:
+            return present_job(job, self.base_url)
+
+        page = self._store.list_jobs_from_schedule(schedule.key,
+                                                   _query(flt, show, max_results, token))
+        return Listing([show(j) for j in page.items], page.next_token)
 
     # ------------------------------------------------------------------ tasks
 

@@ -63,7 +63,10 @@ class WireEnum(StrEnum):
 
 
 def _as_utc(value: datetime) -> datetime:
-    """Naive means UTC (old clients drop the offset); aware values are converted to UTC."""
+    """Naive means UTC (old clients drop the offset); aware values are converted to UTC.
+
+    A value whose UTC form falls outside years 1..9999 (``0001-01-01T00:00:00+01:00``) is a
+    ValueError, so validation reports it instead of crashing with OverflowError."""
     if value.tzinfo is None:
         return value.replace(tzinfo=UTC)
     try:

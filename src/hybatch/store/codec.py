@@ -34,7 +34,14 @@ from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, SecretStr
 
-from hybatch.core.records import JobRecord, NodeRecord, PoolRecord, TaskRecord, UsageRecord
+from hybatch.core.records import (
+    JobRecord,
+    JobScheduleRecord,
+    NodeRecord,
+    PoolRecord,
+    TaskRecord,
+    UsageRecord,
+)
 
 R = TypeVar("R")
 Convert = Callable[[Any], Any]
@@ -382,6 +389,7 @@ JOBS: Resource[JobRecord] = Resource(
         "last_modified_us": micros(r.last_modified),
         "start_us": micros(r.start_time),
         "end_us": micros(r.end_time),
+        "schedule_key": _lower(r.job_schedule_id),
     },
     {
         ("id",): _s("job_key"),
@@ -435,4 +443,29 @@ USAGE: Resource[UsageRecord] = Resource(
         "pool_creation_us": micros(r.pool_creation_time),
     },
     {},
+)
+
+JOB_SCHEDULES: Resource[JobScheduleRecord] = Resource(
+    JobScheduleRecord,
+    "schedule_key",
+    lambda r: {
+        "schedule_key": r.key,
+        "state": r.state.lower(),
+        "creation_us": micros(r.creation_time),
+        "state_transition_us": micros(r.state_transition_time),
+        "last_modified_us": micros(r.last_modified),
+        "end_us": micros(r.end_time),
+        "do_not_run_until_us": micros(r.spec.schedule.do_not_run_until),
+        "do_not_run_after_us": micros(r.spec.schedule.do_not_run_after),
+    },
+    {
+        ("id",): _s("schedule_key"),
+        ("state",): _s("state"),
+        ("creationTime",): _t("creation_us"),
+        ("stateTransitionTime",): _t("state_transition_us"),
+        ("lastModified",): _t("last_modified_us"),
+        ("executionInfo", "endTime"): _t("end_us"),
+        ("schedule", "doNotRunUntil"): _t("do_not_run_until_us"),
+        ("schedule", "doNotRunAfter"): _t("do_not_run_after_us"),
+    },
 )

@@ -13,7 +13,14 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
-from hybatch.core.records import JobRecord, NodeRecord, PoolRecord, TaskRecord, UsageRecord
+from hybatch.core.records import (
+    JobRecord,
+    JobScheduleRecord,
+    NodeRecord,
+    PoolRecord,
+    TaskRecord,
+    UsageRecord,
+)
 from hybatch.ports import Changes, ListQuery, Page
 from hybatch.store import codec
 from hybatch.store.codec import Resource
@@ -40,6 +47,7 @@ class MemoryStore:
         self._nodes: _Rows = {}
         self._jobs: _Rows = {}
         self._tasks: dict[str, _Rows] = {}
+        self._job_schedules: _Rows = {}
         self._settings: dict[str, str] = {}
         self._usage: dict[tuple[Any, ...], tuple[dict[str, Any], str]] = {}
 
@@ -50,6 +58,7 @@ class MemoryStore:
         jobs = [_row(codec.JOBS, r) for r in changes.jobs]
         tasks = [_row(codec.TASKS, r) for r in changes.tasks]
         usage = [_row(codec.USAGE, r) for r in changes.usage]
+        schedules = [_row(codec.JOB_SCHEDULES, r) for r in changes.job_schedules]
         with self._lock:
             for job_key, task_key in changes.deleted_tasks:
                 self._tasks.get(job_key.lower(), {}).pop(task_key.lower(), None)
@@ -64,6 +73,8 @@ class MemoryStore:
                 ]:
                     del self._nodes[node_key]
                 self._pools.pop(pool_key, None)
+            for schedule_key in changes.deleted_job_schedules:
+                self._job_schedules.pop(schedule_key.lower(), None)
             for row in pools:
                 self._pools[row[0]["pool_key"]] = row
             for row in nodes:
@@ -76,6 +87,8 @@ class MemoryStore:
                 cols = row[0]
                 key = (cols["interval_start_us"], cols["pool_key"], cols["pool_creation_us"])
                 self._usage[key] = row
+            for row in schedules:
+                self._job_schedules[row[0]["schedule_key"]] = row
 
     # ------------------------------------------------------------------ settings
 
@@ -196,6 +209,25 @@ class MemoryStore:
             texts = [text for key, (_, text) in sorted(self._usage.items())
                      if lo is not None and hi is not None and lo <= key[0] < hi]
         return [self._decode(codec.USAGE, t) for t in texts]
+    # ------------------------------------------------------------------ job schedules
+
+    def get_job_schedule(self, schedule_key: str) -> JobScheduleRecord | None:
+        return self._get(codec.JOB_SCHEDULES, self._job_schedules, schedule_key)
+
+    def load_job_schedules(self) -> list[JobScheduleRecord]:
+        with self._lock:
+            texts = [self._job_schedules[k][1] for k in sorted(self._job_schedules)]
+        return [self._decode(codec.JOB_SCHEDULES, t) for t in texts]
+
+    def list_job_schedules(
+        self, query: ListQuery[JobScheduleRecord]
+    ) -> Page[JobScheduleRecord]:
+        return self._list(codec.JOB_SCHEDULES, self._job_schedules, None, query)
+
+    def list_jobs_from_schedule(
+        self, schedule_key: str, query: ListQuery[JobRecord]
+    ) -> Page[JobRecord]:
+        return self._list(codec.JOBS, self._jobs, ("schedule_key", schedule_key.lower()), query)
 
     def close(self) -> None:
         """Nothing to release; kept for the Protocol."""

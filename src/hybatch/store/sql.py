@@ -16,7 +16,14 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from hybatch.core.records import JobRecord, NodeRecord, PoolRecord, TaskRecord, UsageRecord
+from hybatch.core.records import (
+    JobRecord,
+    JobScheduleRecord,
+    NodeRecord,
+    PoolRecord,
+    TaskRecord,
+    UsageRecord,
+)
 from hybatch.ports import Changes, ListQuery, Page
 from hybatch.store import codec, tables
 from hybatch.store.codec import Resource, Row
@@ -98,6 +105,9 @@ class SqlStore:
         self._delete_nodes = delete(sa.delete(t.nodes).where(t.nodes.c.node_key == _bind("k")))
         self._delete_job_tasks = delete(sa.delete(t.tasks).where(t.tasks.c.job_key == _bind("k")))
         self._delete_jobs = delete(sa.delete(t.jobs).where(t.jobs.c.job_key == _bind("k")))
+        self._delete_job_schedules = delete(sa.delete(t.job_schedules).where(
+            t.job_schedules.c.schedule_key == _bind("k")
+        ))
         self._delete_tasks = delete(sa.delete(t.tasks).where(
             (t.tasks.c.job_key == _bind("j")) & (t.tasks.c.task_key == _bind("k"))
         ))
@@ -147,7 +157,7 @@ class SqlStore:
     def apply(self, changes: Changes) -> None:
         """Write one loop turn in one transaction: deletions first, then the upserts, so a
         record deleted and re-created within the turn ends up stored. Deleting a job deletes
-        its tasks, deleting a pool its nodes."""
+        its tasks, deleting a pool its nodes (a job schedule's jobs are deleted by the core)."""
         if changes.is_empty():
             return
         # Encode before taking the write lock: JSON encoding is most of the work.
@@ -157,10 +167,12 @@ class SqlStore:
         tasks = _rows(codec.TASKS, changes.tasks, "job_key", "task_key")
         usage = _rows(codec.USAGE, changes.usage, "pool_key", "interval_start_us",
                       "pool_creation_us")
+        schedules = _rows(codec.JOB_SCHEDULES, changes.job_schedules, "schedule_key")
         deleted_pools = [{"k": k.lower()} for k in changes.deleted_pools]
         deleted_nodes = [{"k": k.lower()} for k in changes.deleted_nodes]
         deleted_jobs = [{"k": k.lower()} for k in changes.deleted_jobs]
         deleted_tasks = [{"j": j.lower(), "k": k.lower()} for j, k in changes.deleted_tasks]
+        deleted_schedules = [{"k": k.lower()} for k in changes.deleted_job_schedules]
         with self._write_turn() as cursor:
             self._delete_tasks.run(cursor, deleted_tasks)
             self._delete_job_tasks.run(cursor, deleted_jobs)
@@ -168,12 +180,14 @@ class SqlStore:
             self._delete_nodes.run(cursor, deleted_nodes)
             self._delete_pool_nodes.run(cursor, deleted_pools)
             self._delete_pools.run(cursor, deleted_pools)
+            self._delete_job_schedules.run(cursor, deleted_schedules)
             for table, rows in (
                 (tables.pools, pools),
                 (tables.nodes, nodes),
                 (tables.jobs, jobs),
                 (tables.tasks, tasks),
                 (tables.pool_usage, usage),
+                (tables.job_schedules, schedules),
             ):
                 self._upsert[table.name].run(cursor, rows)
 
@@ -303,6 +317,26 @@ class SqlStore:
             .order_by(t.c.interval_start_us, t.c.pool_key, t.c.pool_creation_us)
         )
         return self._load(codec.USAGE, stmt)
+    # ------------------------------------------------------------------ job schedules
+
+    def get_job_schedule(self, schedule_key: str) -> JobScheduleRecord | None:
+        t = tables.job_schedules
+        return self._get(codec.JOB_SCHEDULES, t, t.c.schedule_key == schedule_key.lower())
+
+    def load_job_schedules(self) -> list[JobScheduleRecord]:
+        t = tables.job_schedules
+        return self._load(codec.JOB_SCHEDULES, sa.select(_json(t)).order_by(t.c.schedule_key))
+
+    def list_job_schedules(
+        self, query: ListQuery[JobScheduleRecord]
+    ) -> Page[JobScheduleRecord]:
+        return self._list(codec.JOB_SCHEDULES, tables.job_schedules, None, query)
+
+    def list_jobs_from_schedule(
+        self, schedule_key: str, query: ListQuery[JobRecord]
+    ) -> Page[JobRecord]:
+        t = tables.jobs
+        return self._list(codec.JOBS, t, t.c.schedule_key == schedule_key.lower(), query)
 
     def close(self) -> None:
         if self._turn_conn is not None:

@@ -1,7 +1,8 @@
 """The store's schema: one MetaData, the single definition future Alembic migrations start from.
 
 Column values come from :mod:`hybatch.store.codec` (a test checks both agree). Every list is
-a keyset scan in key order within its parent, so each parent/key pair is indexed; tasks also
+a keyset scan in key order within its parent, so each parent/key pair is indexed (jobs also by
+the schedule that created them, for Jobs_ListJobsFromSchedule); tasks also
 have a (job, state, task) index for ``state eq '...'`` pages and a partial index over
 unfinished tasks, so start-up does not read the (possibly millions of) completed ones.
 """
@@ -71,6 +72,22 @@ jobs = sa.Table(
     _time("last_modified_us"),
     _time("start_us"),
     _time("end_us"),
+    sa.Column("data", _JSON, nullable=False),
+    sa.Column("schedule_key", _KEY, nullable=True),
+    sa.Index(None, "schedule_key", "job_key"),
+)
+
+job_schedules = sa.Table(
+    "job_schedules",
+    metadata,
+    sa.Column("schedule_key", _KEY, primary_key=True),
+    sa.Column("state", _KEY, nullable=False),
+    _time("creation_us"),
+    _time("state_transition_us"),
+    _time("last_modified_us"),
+    _time("end_us"),
+    _time("do_not_run_until_us"),
+    _time("do_not_run_after_us"),
     sa.Column("data", _JSON, nullable=False),
 )
 
