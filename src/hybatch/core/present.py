@@ -78,6 +78,7 @@ def seg(value: str) -> str:
 
 def present_pool(pool: PoolRecord, nodes: list[NodeRecord], base_url: str) -> Wire:
     out: Wire = pool.spec.model_dump(mode="json", by_alias=True, exclude_none=True)
+    out.setdefault("enableInterNodeCommunication", False)  # always present on Azure
     current = [n for n in nodes if not n.removing]
     out.update(_clean({
         "url": f"{base_url}/pools/{seg(pool.id)}",
