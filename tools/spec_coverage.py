@@ -30,9 +30,10 @@ PARTIAL: dict[str, str] = {
     "Pools_ListSupportedImages": "a fixed list of Linux images",
     "Applications_ListApplications": "no application packages: always empty",
     "Applications_GetApplication": "always ApplicationNotFound",
-    "Tasks_ListTasks": "$expand=stats not built ($expand is ignored)",
-    "Jobs_ListJobs": "$expand=stats not built ($expand is ignored)",
-    "Pools_ListPools": "$expand=stats not built ($expand is ignored)",
+    **dict.fromkeys(
+        ("Tasks_ListTasks", "Jobs_ListJobs", "Pools_ListPools", "Tasks_GetTask", "Jobs_GetJob",
+         "Pools_GetPool"),
+        "$expand=stats is accepted but no statistics are built (other $expand values: 400)"),
 }
 
 
