@@ -44,6 +44,10 @@ MAX_BODY_BYTES = 4 * 1024 * 1024
 CONDITION_HEADERS = ("if-match", "if-none-match", "if-modified-since", "if-unmodified-since")
 """The conditional request headers of wire reference §1.7, lower case."""
 
+_HEADER_NAMES = {"if-match": "If-Match", "if-none-match": "If-None-Match",
+                 "if-modified-since": "If-Modified-Since",
+                 "if-unmodified-since": "If-Unmodified-Since"}
+
 _PAIRS_EVALUATED_AS_ONE = {
     # If-None-Match + If-Modified-Since: only If-None-Match is evaluated
     frozenset({"if-none-match", "if-modified-since"}): "if-modified-since",
@@ -253,14 +257,15 @@ class Call:
             if ignored is None:
                 raise DomainError("MultipleConditionHeadersNotSupported",
                                   "Multiple condition headers are not supported.",
-                                  details={"HeaderName": ", ".join(sorted(sent))})
+                                  details={"HeaderName": ", ".join(
+                                      _HEADER_NAMES[name] for name in sorted(sent))})
             del sent[ignored]
 
         def etags(name: str) -> str | None:
-            return parse_etags(name, sent[name]) if name in sent else None
+            return parse_etags(_HEADER_NAMES[name], sent[name]) if name in sent else None
 
         def date(name: str) -> float | None:
-            return parse_http_date(name, sent[name]) if name in sent else None
+            return parse_http_date(_HEADER_NAMES[name], sent[name]) if name in sent else None
 
         return Precondition(if_match=etags("if-match"), if_none_match=etags("if-none-match"),
                             if_modified_since=date("if-modified-since"),

@@ -90,7 +90,8 @@ async def list_nodes(call: Call, service: BatchService, poolId: str) -> Response
 @endpoint
 async def get_node(call: Call, service: BatchService, poolId: str, nodeId: str) -> Response:
     node = service.get_node(poolId, nodeId)
-    return call.json(node.body, metadata="nodes/@Element")
+    return call.json(node.body, metadata="nodes/@Element", etag=node.etag,
+                     last_modified=node.last_modified)
 
 
 # ------------------------------------------------------------------ account
