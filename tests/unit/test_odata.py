@@ -61,7 +61,7 @@ PARSE_CASES: list[tuple[str, Expr]] = [
     ("x eq 1.5", C("eq", "x", 1.5)),
     ("x eq -2.5e3", C("eq", "x", -2500.0)),
     ("x eq true", C("eq", "x", True)),
-    ("x ne FALSE", C("ne", "x", False)),
+    ("x ne false", C("ne", "x", False)),
     ("x eq null", C("eq", "x", None)),
     ("t lt datetime'2024-05-08T09:49:37+01:00'", C("lt", "t", T0)),
     ("t lt DATETIME'2024-05-08T08:49:37.1234567Z'",
@@ -69,11 +69,11 @@ PARSE_CASES: list[tuple[str, Expr]] = [
     ("t ge DateTime'Wed, 08 May 2024 08:49:37 GMT'", C("ge", "t", T0)),
     ("t ge DateTime'2024-05-08'", C("ge", "t", datetime(2024, 5, 8, tzinfo=UTC))),
     ("t ge DateTime'2024-05-08T08:49:37'", C("ge", "t", T0)),  # no offset: UTC
-    # case-insensitive keywords, property names verbatim
-    ("State EQ 'Active'", C("eq", "State", "Active")),
-    ("NOT (a Eq 1) AND b Ne 2 OR c gT 3",
+    # property names and string values verbatim (validate checks names; values compare
+    # without regard to case)
+    ("State eq 'Active'", C("eq", "State", "Active")),
+    ("not (a eq 1) and b ne 2 or c gt 3",
      Or(And(Not(C("eq", "a", 1)), C("ne", "b", 2)), C("gt", "c", 3))),
-    ("StartsWith(id,'x')", StartsWith(F("id"), "x")),
     # keywords are not prefixes of identifiers
     ("notes eq 1", C("eq", "notes", 1)),
     ("order eq 1 or android eq 2", Or(C("eq", "order", 1), C("eq", "android", 2))),
@@ -137,6 +137,14 @@ ERROR_CASES: list[tuple[str, int, str]] = [
     ("state eq \"active\"", 9, "unexpected character"),
     ("x eq 1 or", 9, "end of filter"),
     ("()", 1, "unexpected ')'"),
+    # keywords are lower case (§7.2), with a hint rather than "unexpected"
+    ("State EQ 'Active'", 6, "(use 'eq')"),
+    ("a eq 1 AND b eq 2", 7, "(use 'and')"),
+    ("a eq 1 Or b eq 2", 7, "(use 'or')"),
+    ("NOT (a eq 1)", 0, "(use 'not')"),
+    ("StartsWith(id,'x')", 0, "(use 'startswith')"),
+    ("x eq TRUE", 5, "(use 'true')"),
+    ("x eq False", 5, "(use 'false')"),
 ]
 
 
@@ -225,7 +233,13 @@ def _render(expr: Expr, upper: bool) -> str:
 @settings(max_examples=300, deadline=None)
 @given(_exprs, st.booleans())
 def test_round_trip(expr: Expr, upper: bool) -> None:
-    assert parse_filter(_render(expr, upper)) == expr
+    """Rendered in lower case, every AST parses back to itself; with upper-case keywords,
+    every one is refused (each rendering holds at least one keyword)."""
+    if not upper:
+        assert parse_filter(_render(expr, upper)) == expr
+        return
+    with pytest.raises(FilterError, match="lower case"):
+        parse_filter(_render(expr, upper))
 
 
 # ----------------------------------------------------------------------------- validation
@@ -235,11 +249,17 @@ VALID: list[tuple[str, str]] = [
     ("(state eq 'completed') and (executionInfo/exitCode ne 0)", "tasks"),
     ("startswith(id,'task-1')", "tasks"),
     ("executionInfo/exitCode ge 1 and executionInfo/exitCode le 3", "tasks"),
-    ("executionInfo/exitCode eq 1.0", "tasks"),
     ("not (state eq 'running')", "tasks"),
     ("executionInfo/result eq 'failure'", "tasks"),
     ("lastModifiedTime gt DateTime'2024-01-01T00:00:00Z'", "tasks"),
-    ("executionInfo/exitCode eq null", "tasks"),
+    ("state eq 'Active' and executionInfo/result ne 'FAILURE'", "tasks"),  # values: any case
+    ("lastModified gt DateTime'2024-01-01T00:00:00Z'", "tasks"),
+    ("executionInfo/exitCode eq -1", "tasks"),
+    ("id ge 'a' and id lt 'b'", "jobs"),
+    ("state ne 'idle'", "nodes"),
+    ("startTaskInfo/result ne 'failure' and startTaskInfo/exitCode gt 0", "nodes"),
+    ("enableInterNodeCommunication ne false and vmSize ne 'x'", "pools"),
+    ("poolId ge 'p' and poolId lt 'q'", "pool_usage_metrics"),
     ("startswith(id,'p') and state eq 'active'", "pools"),
     ("enableAutoScale eq true and vmSize eq 'standard_d2s_v3'", "pools"),
     ("allocationState eq 'steady'", "pools"),
@@ -276,8 +296,10 @@ INVALID: list[tuple[str, str, int, str]] = [
     ("state gt 'active'", "tasks", 0, "operator 'gt'"),
     ("startswith(state,'a')", "tasks", 11, "startswith"),
     ("startswith(executionInfo/exitCode,'1')", "tasks", 11, "startswith"),
-    ("executionInfo/exitCode eq '1'", "tasks", 0, "a number"),
-    ("executionInfo/exitCode eq true", "tasks", 0, "a number"),
+    ("executionInfo/exitCode eq '1'", "tasks", 0, "a whole number"),
+    ("executionInfo/exitCode eq true", "tasks", 0, "a whole number"),
+    ("executionInfo/exitCode eq 1.0", "tasks", 0, "a whole number"),
+    ("executionInfo/exitCode eq null", "tasks", 0, "null is not"),
     ("creationTime gt '2024-01-01T00:00:00Z'", "tasks", 0, "DateTime"),
     ("id eq 5", "tasks", 0, "string literal"),
     ("enableAutoScale eq 'true'", "pools", 0, "true or false"),
@@ -288,6 +310,22 @@ INVALID: list[tuple[str, str, int, str]] = [
     ("id eq 'n1'", "nodes", 0, "cannot be used"),
     ("name eq 'x'", "pools", 0, "cannot be used"),
     ("lastModifiedTime gt DateTime'2024-01-01'", "jobs", 0, "did you mean 'lastModified'"),
+    # operators per property, exactly as §7.3 lists them
+    ("state ne 'active'", "tasks", 0, "operator 'ne'"),
+    ("state ne 'active'", "pools", 0, "(allowed: eq)"),
+    ("allocationState ne 'steady'", "pools", 0, "operator 'ne'"),
+    ("state ne 'active'", "jobs", 0, "operator 'ne'"),
+    ("startTaskInfo/state ne 'running'", "nodes", 0, "operator 'ne'"),
+    ("vmSize gt 'a'", "pools", 0, "(allowed: eq, ne)"),
+    ("startswith(vmSize,'standard')", "pools", 11, "startswith"),
+    ("executionInfo/result gt 'a'", "tasks", 0, "operator 'gt'"),
+    ("id eq 'j'", "jobs_from_schedule", 0, "cannot be used"),
+    ("name eq 'stdout.txt'", "files", 0, "(allowed: startswith)"),
+    ("poolId ne 'p'", "pool_node_counts", 0, "operator 'ne'"),
+    ("startswith(poolId,'p')", "pool_node_counts", 11, "startswith"),
+    ("poolId ne 'p'", "pool_usage_metrics", 0, "operator 'ne'"),
+    ("osType gt 'linux'", "supported_images", 0, "operator 'gt'"),
+    ("startswith(nodeId,'tvm')", "job_prep_release_status", 11, "startswith"),
 ]
 
 

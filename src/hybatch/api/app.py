@@ -25,6 +25,7 @@ from hybatch.api import auth
 from hybatch.api.errors import error_response
 from hybatch.api.handlers import certificates, files, jobs, nodes, pools, schedules
 from hybatch.runtime.service import BatchService
+from hybatch.schema import Operation
 from hybatch.schema._generated.operations import OPERATIONS
 
 log = logging.getLogger(__name__)
@@ -130,11 +131,22 @@ def _starlette_path(path: str) -> str:
     return path.replace("{filePath}", "{filePath:path}")
 
 
+def _bound(operation: Operation, endpoint: Endpoint) -> Endpoint:
+    """The endpoint with its spec operation in the scope (``Call.operation``), so what the
+    operation accepts (OData options, conditional headers) comes from the spec's table."""
+
+    async def run(request: Request) -> Response:
+        request.scope["hybatch.operation"] = operation
+        return await endpoint(request)
+
+    return run
+
+
 def build_routes() -> list[Route]:
     by_path: dict[str, dict[str, Endpoint]] = {}
     for op in OPERATIONS:
         endpoint = IMPLEMENTED.get(op.operation_id) or _not_implemented(op.operation_id)
-        by_path.setdefault(_starlette_path(op.path), {})[op.method] = endpoint
+        by_path.setdefault(_starlette_path(op.path), {})[op.method] = _bound(op, endpoint)
     routes: list[Route] = []
     # literal segments before parameters so /pools/{id}/nodes does not match a file route
     for path in sorted(by_path, key=lambda p: (p.count("{"), -len(p))):

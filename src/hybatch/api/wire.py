@@ -1,34 +1,61 @@
 """Request parsing and response building in Batch's wire format.
 
-``Call`` wraps one request: case-insensitive query names, body parsing into generated models,
-paging, $filter/$select, conditional headers, and responses with request-id, ETag,
+``Call`` wraps one request of one spec operation (the route binds its ``Operation`` row):
+case-insensitive query names, body parsing into generated models, paging, ``$filter`` /
+``$select`` / ``$expand``, conditional headers, and responses with request-id, ETag,
 Last-Modified and DataServiceId headers.
+
+What an operation accepts comes from the spec's operation table, not from each handler:
+OData options it does not declare are refused (``UnsupportedQueryParameter``), conditional
+headers it does not declare are ignored (as Batch does), and the ones it declares follow
+wire reference §1.7 (see ``Call.precondition``).
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 from email.utils import format_datetime, parsedate_to_datetime
-from typing import Any, TypeVar
+from functools import lru_cache
+from typing import Any, TypeVar, get_args
 from urllib.parse import urlencode
 
 from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
 
+from hybatch import schema
 from hybatch.api.errors import JSON_TYPE
 from hybatch.core.commands import Precondition
+from hybatch.core.context import unmet_condition
 from hybatch.core.errors import DomainError
-from hybatch.odata.errors import FilterError
+from hybatch.odata.errors import FilterError, SelectError
 from hybatch.odata.evaluate import matches
 from hybatch.odata.query import compile_filter
+from hybatch.odata.select import Selection, parse_select, project
 from hybatch.runtime.service import FilterSpec, Listing, Written
+from hybatch.schema import Operation
 
 M = TypeVar("M", bound=BaseModel)
 
 MAX_BODY_BYTES = 4 * 1024 * 1024
+
+CONDITION_HEADERS = ("if-match", "if-none-match", "if-modified-since", "if-unmodified-since")
+"""The conditional request headers of wire reference §1.7, lower case."""
+
+_HEADER_NAMES = {"if-match": "If-Match", "if-none-match": "If-None-Match",
+                 "if-modified-since": "If-Modified-Since",
+                 "if-unmodified-since": "If-Unmodified-Since"}
+
+_PAIRS_EVALUATED_AS_ONE = {
+    # If-None-Match + If-Modified-Since: only If-None-Match is evaluated
+    frozenset({"if-none-match", "if-modified-since"}): "if-modified-since",
+    # If-Match + If-Unmodified-Since: only If-Match is evaluated
+    frozenset({"if-match", "if-unmodified-since"}): "if-unmodified-since",
+}
+
+_ODATA_OPTIONS = {"$select": "has_select", "$filter": "has_filter", "$expand": "has_expand"}
 
 
 def http_date(value: datetime) -> str:
@@ -42,19 +69,62 @@ def bad_query(name: str, value: str, reason: str,
                                 "Reason": reason})
 
 
-def _strip_etag(value: str) -> str:
-    value = value.strip()
-    if value.startswith("W/"):
-        value = value[2:]
-    return value.strip('"')
+def _bad_header(name: str, value: str, reason: str) -> DomainError:
+    return DomainError("InvalidHeaderValue",
+                       "The value for one of the HTTP headers is not in the correct format: "
+                       f"{reason}", details={"HeaderName": name, "HeaderValue": value})
 
 
-def _parse_http_date(name: str, value: str) -> float:
+def parse_etags(name: str, value: str) -> str:
+    """An If-Match / If-None-Match value as ``*`` or comma-separated unquoted entity tags.
+
+    Accepted per tag: quoted (``"0x8D1"``, what the 15.x SDK sends), bare (``0x8D1``, 14.x),
+    single-quoted (passed through by the 15.x SDK when the caller quotes so), and weak
+    (``W/"0x8D1"``): quotes and ``W/`` are removed before comparing, so a weak tag matches
+    its strong twin (wire reference §0.3).
+    """
+    tags: list[str] = []
+    for raw in value.split(","):
+        tag = raw.strip()
+        if tag.startswith(("W/", "w/")):
+            tag = tag[2:].strip()
+        if len(tag) >= 2 and tag[0] == tag[-1] and tag[0] in "\"'":
+            tag = tag[1:-1]
+        if not tag or any(c in tag for c in "\"' ") or not tag.isprintable():
+            raise _bad_header(name, value, "not an entity tag (a quoted or bare ETag, or *)")
+        tags.append(tag)
+    return ",".join(tags)
+
+
+def parse_http_date(name: str, value: str) -> float:
+    """An HTTP-date (RFC 1123, RFC 850 or asctime form) as POSIX seconds; a date without a
+    zone is UTC."""
     try:
-        return parsedate_to_datetime(value).timestamp()
-    except (TypeError, ValueError) as error:
-        raise DomainError("InvalidHeaderValue", f"The value of {name} is not a valid date.",
-                          details={"HeaderName": name, "HeaderValue": value}) from error
+        when = parsedate_to_datetime(value.strip())
+    except (TypeError, ValueError, IndexError) as error:
+        raise _bad_header(name, value, "not an HTTP date such as "
+                          "'Sat, 21 Nov 2026 19:10:31 GMT'") from error
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return when.timestamp()
+
+
+@lru_cache(maxsize=128)
+def resource_model(operation: Operation) -> type[BaseModel] | None:
+    """The model of one resource the operation answers with (the item model for lists)."""
+    if operation.response_model is None:
+        return None
+    model: type[BaseModel] = getattr(schema, operation.response_model)
+    if not operation.pageable:
+        return model
+    field = model.model_fields.get("value")
+    if field is None:
+        return None
+    for arm in (field.annotation, *get_args(field.annotation)):
+        items = get_args(arm)
+        if items and isinstance(items[0], type) and issubclass(items[0], BaseModel):
+            return items[0]
+    return None
 
 
 class Call:
@@ -63,10 +133,31 @@ class Call:
     def __init__(self, request: Request) -> None:
         self.request = request
         self.request_id: str = request.scope.get("hybatch.request_id", "")
+        self.operation: Operation | None = request.scope.get("hybatch.operation")
         self.query = {k.lower(): v for k, v in request.query_params.multi_items() if v != ""}
         self.base_url: str = request.app.state.service.base_url
+        self._precondition: Precondition | None = None
+        self._selection: tuple[Selection | None] | None = None
 
     # ------------------------------------------------------------------ input
+
+    def validate(self) -> None:
+        """Refuse up front what the operation cannot take: OData options it does not declare,
+        a malformed ``$select`` / ``$expand``, malformed or conflicting conditional headers."""
+        op = self.operation
+        if op is not None:
+            for name, flag in _ODATA_OPTIONS.items():
+                if name in self.query and not getattr(op, flag):
+                    raise DomainError(
+                        "UnsupportedQueryParameter",
+                        "One of the query parameters specified in the request URI is not "
+                        "supported.",
+                        details={"QueryParameterName": name,
+                                 "QueryParameterValue": self.query[name],
+                                 "Reason": f"{op.operation_id} does not take {name}"})
+        self.expand()
+        self.select()
+        self.precondition()
 
     async def body(self, model: type[M], *, limit: int = MAX_BODY_BYTES) -> M:
         raw = await self.request.body()
@@ -109,26 +200,41 @@ class Call:
                             f"{type(error).__name__}") from error
         return FilterSpec(expr=expr, matches=lambda wire: matches(expr, wire))
 
-    def select(self) -> list[str] | None:
+    def select(self) -> Selection | None:
+        """The ``$select`` of this request, checked against the resource's model (unknown
+        names are 400 ``InvalidQueryParameterValue``); None when absent or ``*``."""
+        if self._selection is None:
+            self._selection = (self._parse_select(),)
+        return self._selection[0]
+
+    def _parse_select(self) -> Selection | None:
         text = self.query.get("$select")
         if text is None or not text.strip():
             return None
-        return [part.strip() for part in text.split(",") if part.strip()]
+        model = resource_model(self.operation) if self.operation is not None else None
+        if model is None:  # nothing to check against: plain top-level names
+            return {part.strip(): None for part in text.split(",") if part.strip()}
+        try:
+            return parse_select(text, model)
+        except SelectError as error:
+            raise bad_query("$select", text, error.message) from error
+
+    def expand(self) -> frozenset[str]:
+        """The ``$expand`` options (lower case); Batch knows only ``stats``."""
+        text = self.query.get("$expand")
+        if text is None:
+            return frozenset()
+        names = frozenset(part.strip().lower() for part in text.split(",") if part.strip())
+        unknown = sorted(names - {"stats"})
+        if unknown:
+            raise bad_query("$expand", text, f"'{unknown[0]}' cannot be expanded; the only "
+                            "$expand option is 'stats'")
+        return names
 
     def expand_stats(self) -> bool:
         """Whether statistics go in the answer: ``$expand=stats`` (the only expansion Batch
         offers; anything else is a 400) or ``stats`` named in ``$select``."""
-        text = self.query.get("$expand")
-        expand = False
-        if text is not None:
-            for part in text.split(","):
-                name = part.strip()
-                if not name:
-                    continue
-                if name.lower() != "stats":
-                    raise bad_query("$expand", text, f"'{name}' cannot be expanded; only "
-                                    "'stats' can.")
-                expand = True
+        expand = "stats" in self.expand()
         selected = self.select()
         return expand or (selected is not None and any(n.lower() == "stats" for n in selected))
 
@@ -136,38 +242,50 @@ class Call:
         return self.query.get(name, "false").lower() == "true"
 
     def precondition(self) -> Precondition:
-        """Conditional headers of a write, parsed; combination rules of Batch applied."""
-        h = self.request.headers
-        if_match, if_none = h.get("if-match"), h.get("if-none-match")
-        mod, unmod = h.get("if-modified-since"), h.get("if-unmodified-since")
-        present = [x for x in (if_match, if_none, mod, unmod) if x is not None]
-        if len(present) > 1 and not ((if_none and mod and len(present) == 2)
-                                     or (if_match and unmod and len(present) == 2)):
-            raise DomainError("MultipleConditionHeadersNotSupported",
-                              "Multiple condition headers are not supported.")
-        return Precondition(
-            if_match=_strip_etag(if_match) if if_match else None,
-            if_none_match=_strip_etag(if_none) if if_none else None,
-            if_modified_since=_parse_http_date("If-Modified-Since", mod)
-            if mod and not if_none else None,
-            if_unmodified_since=_parse_http_date("If-Unmodified-Since", unmod)
-            if unmod and not if_match else None,
-        )
+        """The conditional headers the operation declares, parsed (wire reference §1.7).
+
+        Headers the operation does not declare are ignored. If-None-Match with
+        If-Modified-Since evaluates If-None-Match only, If-Match with If-Unmodified-Since
+        If-Match only; any other combination is 400 ``MultipleConditionHeadersNotSupported``.
+        A malformed value is 400 ``InvalidHeaderValue``. Writes hand the result to their
+        command, so the core checks it atomically with the change.
+        """
+        if self._precondition is None:
+            self._precondition = self._parse_precondition()
+        return self._precondition
+
+    def _parse_precondition(self) -> Precondition:
+        declared = CONDITION_HEADERS if self.operation is None else tuple(
+            h.lower() for h in self.operation.header_params if h.lower() in CONDITION_HEADERS)
+        sent = {name: value for name in declared
+                if (value := self.request.headers.get(name)) is not None}
+        if len(sent) > 1:
+            ignored = _PAIRS_EVALUATED_AS_ONE.get(frozenset(sent))
+            if ignored is None:
+                raise DomainError("MultipleConditionHeadersNotSupported",
+                                  "Multiple condition headers are not supported.",
+                                  details={"HeaderName": ", ".join(
+                                      _HEADER_NAMES[name] for name in sorted(sent))})
+            del sent[ignored]
+
+        def etags(name: str) -> str | None:
+            return parse_etags(_HEADER_NAMES[name], sent[name]) if name in sent else None
+
+        def date(name: str) -> float | None:
+            return parse_http_date(_HEADER_NAMES[name], sent[name]) if name in sent else None
+
+        return Precondition(if_match=etags("if-match"), if_none_match=etags("if-none-match"),
+                            if_modified_since=date("if-modified-since"),
+                            if_unmodified_since=date("if-unmodified-since"))
 
     def read_condition_failed(self, etag: str, last_modified: datetime | None) -> int | None:
-        """304 or 412 when a GET/HEAD's condition is unmet, else None."""
-        pre = self.precondition()
-        if pre.if_match is not None and pre.if_match not in ("*", etag):
-            return 412
-        if pre.if_none_match is not None and pre.if_none_match in ("*", etag):
-            return 304
-        if last_modified is not None:
-            stamp = int(last_modified.timestamp())
-            if pre.if_modified_since is not None and stamp <= int(pre.if_modified_since):
-                return 304
-            if pre.if_unmodified_since is not None and stamp > int(pre.if_unmodified_since):
-                return 412
-        return None
+        """304 or 412 when a GET/HEAD's condition is unmet, else None (§1.7: unmet
+        If-None-Match and If-Modified-Since answer 304, If-Match and If-Unmodified-Since
+        412)."""
+        failed = unmet_condition(etag, last_modified, self.precondition())
+        if failed is None:
+            return None
+        return 304 if failed in ("If-None-Match", "If-Modified-Since") else 412
 
     # ------------------------------------------------------------------ output
 
@@ -187,8 +305,7 @@ class Call:
              etag: str | None = None, last_modified: datetime | None = None) -> Response:
         selected = self.select()
         if selected is not None:
-            wanted = {name.lower() for name in selected}
-            body = {k: v for k, v in body.items() if k.lower() in wanted}
+            body = project(body, selected)
         if metadata is not None:
             body = {"odata.metadata": f"{self.base_url}/$metadata#{metadata}", **body}
         return Response(json.dumps(body), status_code=status, media_type=JSON_TYPE,
@@ -198,8 +315,7 @@ class Call:
         items = listing.items
         selected = self.select()
         if selected is not None:
-            wanted = {name.lower() for name in selected}
-            items = [{k: v for k, v in item.items() if k.lower() in wanted} for item in items]
+            items = [project(item, selected) for item in items]
         body: dict[str, object] = {"odata.metadata": f"{self.base_url}/$metadata#{metadata}",
                                    "value": items}
         if listing.next_token is not None:
@@ -208,8 +324,11 @@ class Call:
                         headers=self.headers())
 
     def next_link(self, token: str) -> str:
-        """Absolute link carrying api-version and the caller's query options."""
-        params = [(k, v) for k, v in self.request.query_params.multi_items()
+        """Absolute link carrying api-version and the caller's query options. ``api-version``
+        is spelled so, whatever the request's casing: the 15.x SDK replaces exactly that name
+        in the link, and a second spelling would make the name appear twice."""
+        params = [("api-version" if k.lower() == "api-version" else k, v)
+                  for k, v in self.request.query_params.multi_items()
                   if k.lower() != "$skiptoken"]
         params.append(("$skiptoken", token))
         return f"{self.base_url}{self.request.url.path}?{urlencode(params)}"
@@ -220,6 +339,13 @@ class Call:
 
     def empty(self, status: int) -> Response:
         return Response(b"", status_code=status, headers=self.headers())
+
+    def not_modified(self, etag: str | None, last_modified: str | None) -> Response:
+        """304 for a GET/HEAD: no body, the resource's ETag and Last-Modified kept."""
+        headers = self.headers(etag)
+        if last_modified:
+            headers["Last-Modified"] = last_modified
+        return Response(b"", status_code=304, headers=headers)
 
 
 def _no_constant(name: str) -> Any:

@@ -24,7 +24,8 @@ from hybatch.schema import (
 
 @dataclass(frozen=True, slots=True)
 class Precondition:
-    """Conditional-request headers, already parsed (etags unquoted, dates as datetimes)."""
+    """Conditional-request headers, already parsed: ``if_match`` / ``if_none_match`` are
+    ``*`` or comma-separated unquoted entity tags, the dates POSIX seconds."""
 
     if_match: str | None = None
     if_none_match: str | None = None

@@ -82,6 +82,7 @@ def seg(value: str) -> str:
 
 def present_pool(pool: PoolRecord, nodes: list[NodeRecord], base_url: str) -> Wire:
     out: Wire = pool.spec.model_dump(mode="json", by_alias=True, exclude_none=True)
+    out.setdefault("enableInterNodeCommunication", False)  # always present on Azure
     current = [n for n in nodes if not n.removing]
     out.update(_clean({
         "url": f"{base_url}/pools/{seg(pool.id)}",
@@ -185,8 +186,15 @@ def present_job(job: JobRecord, base_url: str) -> Wire:
     return out
 
 
+def _default_task_user() -> Wire:
+    """Who a task runs as when it names no one (the spec: "a non-administrative user unique
+    to the Task"); Azure shows it on every task."""
+    return {"autoUser": {"scope": "task", "elevationLevel": "nonadmin"}}
+
+
 def present_task(task: TaskRecord, base_url: str, node_root_url: str | None = None) -> Wire:
     out: Wire = task.spec.model_dump(mode="json", by_alias=True, exclude_none=True)
+    out.setdefault("userIdentity", _default_task_user())
     out.update(_clean({
         "url": f"{base_url}/jobs/{seg(task.job_id)}/tasks/{seg(task.id)}",
         "eTag": task.etag,

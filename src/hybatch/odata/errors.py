@@ -21,3 +21,14 @@ class FilterError(ValueError):
         self.message = message
         self.position = position
         self.subject = subject
+
+
+class SelectError(ValueError):
+    """A ``$select`` naming something the resource does not have (-> HTTP 400
+    ``InvalidQueryParameterValue``, QueryParameterName ``$select``). ``subject`` is the
+    offending path as written."""
+
+    def __init__(self, message: str, *, subject: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.subject = subject

@@ -5,10 +5,12 @@ It follows the subset in the wire reference §7.2; README.md in this package has
 
 Design notes:
 
-* Keywords (``and``, ``eq``, ``startswith``, ``true``, ``DateTime``...) are matched
-  case-insensitively; property names are returned verbatim (``validate`` decides whether they
-  exist). Keyword terminals refuse to match a prefix of a longer word, so a property called
-  ``notes`` or ``order`` is still a property; the words themselves are reserved.
+* Keywords (``and``, ``or``, ``not``, ``eq``..., ``startswith``, ``true``, ``false``) are
+  lower case, as Batch requires (§7.2); the same words in another case are refused with a
+  hint rather than read as property names. The ``DateTime'...'`` prefix may be in any case.
+  Property names are returned verbatim (``validate`` decides whether they exist). Keyword
+  terminals refuse to match a prefix of a longer word, so a property called ``notes`` or
+  ``order`` is still a property; the words themselves are reserved.
 * The parse uses lark's inline transformer: AST nodes are built while reducing, with no
   recursion over the parse tree, so deep parenthesisation cannot overflow the Python stack.
 * ``a and b and c ...`` chains are folded into a *balanced* tree (``and``/``or`` are
@@ -18,6 +20,7 @@ Design notes:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from functools import lru_cache
@@ -73,22 +76,24 @@ path: IDENT ("/" IDENT)*
         | NULL
         | DATETIME
 
-_OR.2: /or(?![\w$])/i
-_AND.2: /and(?![\w$])/i
-_NOT.2: /not(?![\w$])/i
-_STARTSWITH.2: /startswith(?=\s*\()/i
-OP.2: /(eq|ne|gt|ge|lt|le)(?![\w$])/i
-TRUE.2: /true(?![\w$])/i
-FALSE.2: /false(?![\w$])/i
-NULL.2: /null(?![\w$])/i
+_OR.2: /or(?![\w$])/
+_AND.2: /and(?![\w$])/
+_NOT.2: /not(?![\w$])/
+_STARTSWITH.2: /startswith(?=\s*\()/
+OP.2: /(eq|ne|gt|ge|lt|le)(?![\w$])/
+TRUE.2: /true(?![\w$])/
+FALSE.2: /false(?![\w$])/
+NULL.2: /null(?![\w$])/
 DATETIME.3: /datetime'[^']*'/i
 STRING: /'(?:[^']|'')*'/
 DECIMAL.2: /-?[0-9]+\.[0-9]+(?:[eE][+-]?[0-9]+)?/
 INT: /-?[0-9]+/
-IDENT: /(?!(?i:and|or|not|eq|ne|gt|ge|lt|le|true|false|null)(?![\w$]))[A-Za-z_][A-Za-z0-9_]*/
+IDENT: /(?!(?i:@RESERVED@)(?![\w$]))[A-Za-z_][A-Za-z0-9_]*/
 
 %ignore /\s+/
 """
+_RESERVED = "and|or|not|eq|ne|gt|ge|lt|le|true|false|null|startswith"
+_GRAMMAR = _GRAMMAR.replace("@RESERVED@", _RESERVED)
 
 # Friendly names for lark terminal names, used in "expected ..." messages.
 _TERMINAL_NAMES: dict[str, str] = {
@@ -212,10 +217,25 @@ def _expected(names: set[str] | frozenset[str]) -> str:
     return ", ".join(friendly) if friendly else "nothing"
 
 
+_KEYWORD_AT = re.compile(rf"({_RESERVED})(?![\w$])", re.IGNORECASE)
+
+
+def _keyword_case(text: str, pos: int) -> FilterError | None:
+    """A keyword written in the wrong case at ``pos`` (``EQ``, ``And``, ``StartsWith``)."""
+    found = _KEYWORD_AT.match(text, pos)
+    if found is None or found.group(0).islower():
+        return None
+    return FilterError(f"'{found.group(0)}': operators and keywords are lower case in Batch "
+                       f"filters (use '{found.group(0).lower()}')", pos)
+
+
 def _syntax_error(text: str, exc: UnexpectedInput) -> FilterError:
     """Turn a lark error into a FilterError with a 0-based position and a readable message."""
     if isinstance(exc, UnexpectedCharacters) and exc.pos_in_stream is not None:
         pos = exc.pos_in_stream
+        cased = _keyword_case(text, pos)
+        if cased is not None:
+            return cased
         if text[pos] == "'":
             return FilterError("unterminated string literal", pos)
         if text[pos:].lower().startswith("datetime'"):
@@ -233,6 +253,9 @@ def _syntax_error(text: str, exc: UnexpectedInput) -> FilterError:
                 len(text),
             )
         pos = tok.start_pos if tok.start_pos is not None else len(text)
+        cased = _keyword_case(text, pos)
+        if cased is not None:
+            return cased
         if text[pos:].lower().startswith("datetime'"):
             return FilterError("unterminated DateTime literal", pos)
         return FilterError(f"unexpected {str(tok)!r}; expected "

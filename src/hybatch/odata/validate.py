@@ -1,15 +1,17 @@
-"""Which properties each list operation may filter on (wire reference §7.3), and checks.
+"""Which properties each list operation may filter on, with which operators (wire reference
+§7.3), and the checks that enforce it.
 
-Azure rejects filters on properties outside this table with 400, so we do too: silently
-accepting ``displayName eq 'x'`` would return results a real account never would. We are
-deliberately a little more permissive than Azure on *operators* (e.g. ``state ne 'active'``
-is accepted; Azure documents only ``eq`` for most states): a superset never breaks a client.
+Azure rejects a filter on a property outside this table, an operator the table does not list
+for it, or a literal of the wrong type with 400 ``InvalidQueryParameterValue``, and so do we:
+silently accepting ``displayName eq 'x'`` or ``state gt 'a'`` would answer with results a real
+account never gives. ``null`` literals and decimals are not Batch filter literals either.
 """
 
 from __future__ import annotations
 
 import difflib
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal as _Lit
 
@@ -20,123 +22,144 @@ __all__ = [
     "ALIASES",
     "ENTITIES",
     "FILTERABLE",
+    "Filterable",
     "PropertyKind",
     "canonicalize",
     "validate",
 ]
 
 PropertyKind = _Lit["string", "enum", "int", "datetime", "bool"]
-"""``string``: any comparison and startswith; ``enum``: eq/ne on a lower-case state value;
-``int``/``datetime``: comparisons; ``bool``: eq/ne."""
+"""The type of a filterable property, which decides the literal it is compared with:
+``string``/``enum``: a string (enum values in any case); ``int``: a whole number;
+``datetime``: ``DateTime'...'``; ``bool``: ``true``/``false``."""
 
-_OPS: dict[PropertyKind, frozenset[str]] = {
-    "string": frozenset({"eq", "ne", "gt", "ge", "lt", "le", "startswith"}),
-    "enum": frozenset({"eq", "ne"}),
-    "int": frozenset({"eq", "ne", "gt", "ge", "lt", "le"}),
-    "datetime": frozenset({"eq", "ne", "gt", "ge", "lt", "le"}),
-    "bool": frozenset({"eq", "ne"}),
-}
+Operator = _Lit["eq", "ne", "gt", "ge", "lt", "le", "startswith"]
+
+
+@dataclass(frozen=True, slots=True)
+class Filterable:
+    """One row of §7.3: a property's type and the operators Batch allows on it."""
+
+    kind: PropertyKind
+    ops: frozenset[str]
+
+
+_CMP = frozenset({"eq", "ne", "gt", "ge", "lt", "le"})
+_EQ = frozenset({"eq"})
+_EQ_NE = frozenset({"eq", "ne"})
+_ALL = _CMP | {"startswith"}
+
+
+def _id() -> Filterable:
+    return Filterable("string", _ALL)
+
+
+def _time() -> Filterable:
+    return Filterable("datetime", _CMP)
+
 
 _LITERAL_HINT: dict[PropertyKind, str] = {
     "string": "a string literal ('...')",
     "enum": "a string literal ('...')",
-    "int": "a number",
+    "int": "a whole number",
     "datetime": "a DateTime'...' literal",
     "bool": "true or false",
 }
 
 
-def _exec_info(prefix: str) -> dict[str, PropertyKind]:
+def _exec_info(prefix: str) -> dict[str, Filterable]:
     return {
-        f"{prefix}/state": "enum",
-        f"{prefix}/startTime": "datetime",
-        f"{prefix}/endTime": "datetime",
-        f"{prefix}/exitCode": "int",
-        f"{prefix}/result": "enum",
+        f"{prefix}/state": Filterable("enum", _EQ),
+        f"{prefix}/startTime": _time(),
+        f"{prefix}/endTime": _time(),
+        f"{prefix}/exitCode": Filterable("int", _CMP),
+        f"{prefix}/result": Filterable("enum", _EQ_NE),
     }
 
 
-_JOBS: dict[str, PropertyKind] = {
-    "id": "string",
-    "state": "enum",
-    "stateTransitionTime": "datetime",
-    "creationTime": "datetime",
-    "lastModified": "datetime",
-    "executionInfo/startTime": "datetime",
-    "executionInfo/endTime": "datetime",
-    "executionInfo/poolId": "string",
+_JOBS_FROM_SCHEDULE: dict[str, Filterable] = {
+    "state": Filterable("enum", _EQ),
+    "stateTransitionTime": _time(),
+    "creationTime": _time(),
+    "lastModified": _time(),
+    "executionInfo/startTime": _time(),
+    "executionInfo/endTime": _time(),
+    "executionInfo/poolId": Filterable("string", _ALL),
 }
 
-_FILES: dict[str, PropertyKind] = {"name": "string"}
+_FILES: dict[str, Filterable] = {"name": Filterable("string", frozenset({"startswith"}))}
 
-FILTERABLE: Mapping[str, Mapping[str, PropertyKind]] = {
+FILTERABLE: Mapping[str, Mapping[str, Filterable]] = {
     "pools": {
-        "id": "string",
-        "state": "enum",
-        "allocationState": "enum",
-        "stateTransitionTime": "datetime",
-        "allocationStateTransitionTime": "datetime",
-        "creationTime": "datetime",
-        "lastModified": "datetime",
-        "enableAutoScale": "bool",
-        "enableInterNodeCommunication": "bool",
-        "vmSize": "string",
+        "id": _id(),
+        "state": Filterable("enum", _EQ),
+        "allocationState": Filterable("enum", _EQ),
+        "stateTransitionTime": _time(),
+        "allocationStateTransitionTime": _time(),
+        "creationTime": _time(),
+        "lastModified": _time(),
+        "enableAutoScale": Filterable("bool", _EQ_NE),
+        "enableInterNodeCommunication": Filterable("bool", _EQ_NE),
+        "vmSize": Filterable("string", _EQ_NE),
     },
-    "jobs": _JOBS,
-    # Azure documents `id` for the plain job list only; accepting it here is harmless.
-    "jobs_from_schedule": _JOBS,
+    "jobs": {"id": _id(), **_JOBS_FROM_SCHEDULE},
+    # §7.3 lists `id` for the plain job list only
+    "jobs_from_schedule": _JOBS_FROM_SCHEDULE,
     "job_schedules": {
-        "id": "string",
-        "state": "enum",
-        "stateTransitionTime": "datetime",
-        "creationTime": "datetime",
-        "lastModified": "datetime",
-        "executionInfo/endTime": "datetime",
-        "schedule/doNotRunUntil": "datetime",
-        "schedule/doNotRunAfter": "datetime",
+        "id": _id(),
+        "state": Filterable("enum", _EQ),
+        "stateTransitionTime": _time(),
+        "creationTime": _time(),
+        "lastModified": _time(),
+        "executionInfo/endTime": _time(),
+        "schedule/doNotRunUntil": _time(),
+        "schedule/doNotRunAfter": _time(),
     },
     "tasks": {
-        "id": "string",
-        "state": "enum",
-        "stateTransitionTime": "datetime",
-        "creationTime": "datetime",
-        "lastModified": "datetime",
-        "executionInfo/startTime": "datetime",
-        "executionInfo/endTime": "datetime",
-        "executionInfo/exitCode": "int",
-        "executionInfo/result": "enum",
+        "id": _id(),
+        "state": Filterable("enum", _EQ),
+        "stateTransitionTime": _time(),
+        "creationTime": _time(),
+        "lastModified": _time(),
+        "executionInfo/startTime": _time(),
+        "executionInfo/endTime": _time(),
+        "executionInfo/exitCode": Filterable("int", _CMP),
+        "executionInfo/result": Filterable("enum", _EQ_NE),
     },
     "nodes": {
-        "state": "enum",
-        "stateTransitionTime": "datetime",
-        "lastBootTime": "datetime",
-        "allocationTime": "datetime",
-        "startTaskInfo/state": "enum",
-        "startTaskInfo/result": "enum",
-        "startTaskInfo/exitCode": "int",
-        "startTaskInfo/startTime": "datetime",
-        "startTaskInfo/endTime": "datetime",
+        "state": Filterable("enum", _EQ_NE),
+        "stateTransitionTime": _time(),
+        "lastBootTime": _time(),
+        "allocationTime": _time(),
+        "startTaskInfo/state": Filterable("enum", _EQ),
+        "startTaskInfo/result": Filterable("enum", _EQ_NE),
+        "startTaskInfo/exitCode": Filterable("int", _CMP),
+        "startTaskInfo/startTime": _time(),
+        "startTaskInfo/endTime": _time(),
     },
     "job_prep_release_status": {
-        "poolId": "string",
-        "nodeId": "string",
+        "poolId": Filterable("string", _EQ_NE),
+        "nodeId": Filterable("string", _EQ_NE),
         **_exec_info("jobPreparationTaskExecutionInfo"),
         **_exec_info("jobReleaseTaskExecutionInfo"),
     },
     "files": _FILES,
     "task_files": _FILES,
     "node_files": _FILES,
-    "pool_node_counts": {"poolId": "string"},
+    "pool_node_counts": {"poolId": Filterable("string", _EQ)},
     "supported_images": {
-        "osType": "enum",
-        "verificationType": "enum",
-        "nodeAgentSKUId": "string",
+        "osType": Filterable("enum", _EQ_NE),
+        "verificationType": Filterable("enum", _EQ_NE),
+        "nodeAgentSKUId": Filterable("string", _EQ_NE),
     },
-    "pool_usage_metrics": {"poolId": "string"},
+    "pool_usage_metrics": {
+        "poolId": Filterable("string", frozenset({"eq", "gt", "ge", "lt", "le", "startswith"})),
+    },
     # Legacy (certificates were removed in 15.x; 14.x clients may still list them).
-    "certificates": {"state": "enum", "stateTransitionTime": "datetime"},
+    "certificates": {"state": Filterable("enum", _EQ), "stateTransitionTime": _time()},
 }
-"""entity -> {wire property path ('a/b'): kind}. Entities name the list operations."""
+"""entity -> {wire property path ('a/b'): type and operators}. Entities name the list
+operations."""
 
 ALIASES: Mapping[str, Mapping[str, str]] = {
     # Azure's docs name the task property `lastModifiedTime`; the wire field is `lastModified`.
@@ -147,20 +170,20 @@ ALIASES: Mapping[str, Mapping[str, str]] = {
 ENTITIES: frozenset[str] = frozenset(FILTERABLE)
 
 
-def _table(entity: str) -> Mapping[str, PropertyKind]:
+def _table(entity: str) -> Mapping[str, Filterable]:
     try:
         return FILTERABLE[entity]
     except KeyError:
         raise ValueError(f"unknown filter entity {entity!r}; one of {sorted(ENTITIES)}") from None
 
 
-def _kind(entity: str, field: Field) -> PropertyKind:
-    """The kind of a filtered property, or FilterError for unknown ones."""
+def _property(entity: str, field: Field) -> Filterable:
+    """The table row of a filtered property, or FilterError for unknown ones."""
     table = _table(entity)
     name = "/".join(field.path)
     wire = ALIASES.get(entity, {}).get(name, name)
-    kind = table.get(wire)
-    if kind is None:
+    row = table.get(wire)
+    if row is None:
         known = sorted(set(table) | set(ALIASES.get(entity, {})))
         lowered = {k.lower(): k for k in known}
         hint = lowered.get(name.lower()) or next(iter(difflib.get_close_matches(name, known, 1)),
@@ -168,18 +191,16 @@ def _kind(entity: str, field: Field) -> PropertyKind:
         suffix = f"; did you mean '{hint}'?" if hint else f"; filterable: {', '.join(known)}"
         raise FilterError(f"property '{name}' cannot be used in $filter here{suffix}",
                           subject=name)
-    return kind
+    return row
 
 
 def _literal_fits(kind: PropertyKind, value: object) -> bool:
-    if value is None:
-        return True
     if kind in ("string", "enum"):
         return isinstance(value, str)
     if kind == "bool":
         return isinstance(value, bool)
     if kind == "int":
-        return isinstance(value, int | float) and not isinstance(value, bool)
+        return isinstance(value, int) and not isinstance(value, bool)
     return isinstance(value, datetime)
 
 
@@ -198,28 +219,31 @@ def validate(expr: Expr, entity: str) -> None:
             stack.append(node.operand)
         elif isinstance(node, StartsWith):
             name = "/".join(node.field.path)
-            if "startswith" not in _OPS[_kind(entity, node.field)]:
-                raise FilterError(f"startswith is not supported on property '{name}'",
-                                  subject=name)
+            row = _property(entity, node.field)
+            if "startswith" not in row.ops:
+                raise FilterError(f"startswith is not supported on property '{name}' "
+                                  f"(allowed: {_allowed(row)})", subject=name)
         else:
             _check_compare(node, entity)
 
 
+def _allowed(row: Filterable) -> str:
+    order = ("eq", "ne", "gt", "ge", "lt", "le", "startswith")
+    return ", ".join(op for op in order if op in row.ops)
+
+
 def _check_compare(node: Compare, entity: str) -> None:
     name = "/".join(node.field.path)
-    kind = _kind(entity, node.field)
+    row = _property(entity, node.field)
     value = node.value.value
     if value is None:
-        if node.op not in ("eq", "ne"):
-            raise FilterError(f"null can only be compared with eq or ne (property '{name}')",
-                              subject=name)
-        return
-    if node.op not in _OPS[kind]:
-        allowed = ", ".join(sorted(_OPS[kind] - {"startswith"}))
+        raise FilterError(f"null is not a Batch filter value (property '{name}')",
+                          subject=name)
+    if node.op not in row.ops:
         raise FilterError(f"operator '{node.op}' is not supported on property '{name}' "
-                          f"(allowed: {allowed})", subject=name)
-    if not _literal_fits(kind, value):
-        raise FilterError(f"property '{name}' must be compared with {_LITERAL_HINT[kind]}",
+                          f"(allowed: {_allowed(row)})", subject=name)
+    if not _literal_fits(row.kind, value):
+        raise FilterError(f"property '{name}' must be compared with {_LITERAL_HINT[row.kind]}",
                           subject=name)
 
 

@@ -162,10 +162,13 @@ class BatchService:
         page = self._store.list_pools(_query(flt, show, max_results, token))
         return Listing([self._show_pool(p, stats) for p in page.items], page.next_token)
 
-    def pool_node_counts(self, max_results: int, token: str | None) -> Listing:
-        page = self._store.list_pools(ListQuery(max_results=max_results, after=token))
-        return Listing([present_node_counts(p, self._nodes(p)) for p in page.items],
-                       page.next_token)
+    def pool_node_counts(self, max_results: int, token: str | None,
+                         flt: FilterSpec | None = None) -> Listing:
+        def show(pool: PoolRecord) -> Wire:
+            return present_node_counts(pool, self._nodes(pool))
+
+        page = self._store.list_pools(_query(flt, show, max_results, token))
+        return Listing([show(p) for p in page.items], page.next_token)
 
     # ------------------------------------------------------------------ nodes
 

@@ -16,7 +16,7 @@ from urllib.parse import quote
 
 from starlette.responses import Response
 
-from hybatch.api.handlers.common import endpoint
+from hybatch.api.handlers.common import conditional, endpoint
 from hybatch.api.wire import Call, bad_query, http_date
 from hybatch.core.errors import DomainError
 from hybatch.core.present import iso
@@ -58,7 +58,7 @@ def _entry(info: FileInfo, name: str, url: str) -> dict[str, object]:
     props: dict[str, object] = {
         "creationTime": iso(info.creation_time),
         "lastModified": iso(info.last_modified),
-        "contentLength": info.size,
+        "contentLength": str(info.size),  # int64: a string on the wire (spec, examples)
         "contentType": _content_type(name) if not info.is_directory else None,
         "fileMode": info.mode,
     }
@@ -98,9 +98,12 @@ def _stat(files: NodeFiles, full: str, shown: str) -> FileInfo:
         return files.stat(full)
 
 
+def _etag(info: FileInfo) -> str:
+    return f"0x{int(info.last_modified.timestamp() * 1e6):X}"
+
+
 def _file_headers(call: Call, info: FileInfo, url: str, name: str) -> dict[str, str]:
-    headers = call.headers(f"0x{int(info.last_modified.timestamp() * 1e6):X}",
-                            info.last_modified)
+    headers = call.headers(_etag(info), info.last_modified)
     headers.update({
         "ocp-creation-time": http_date(info.creation_time),
         "ocp-batch-file-isdirectory": "true" if info.is_directory else "false",
@@ -115,6 +118,9 @@ def _get(call: Call, files: NodeFiles, full: str, shown: str, url: str) -> Respo
     info = _stat(files, full, shown)
     if info.is_directory:
         raise DomainError("OperationInvalidForCurrentState", "The path is a directory.")
+    unmet = conditional(call, _etag(info), info.last_modified)  # before reading the file
+    if unmet is not None:
+        return unmet
     start, end = 0, None
     header = call.request.headers.get("ocp-range")
     if header:

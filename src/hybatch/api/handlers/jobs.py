@@ -5,7 +5,7 @@ from __future__ import annotations
 from starlette.responses import Response
 
 from hybatch.api.errors import error_body
-from hybatch.api.handlers.common import conditional, endpoint
+from hybatch.api.handlers.common import endpoint
 from hybatch.api.wire import Call, parse_json, parse_model
 from hybatch.core import commands as cmd
 from hybatch.core.errors import DomainError
@@ -41,8 +41,8 @@ async def list_jobs(call: Call, service: BatchService) -> Response:
 @endpoint
 async def get_job(call: Call, service: BatchService, jobId: str) -> Response:
     job = service.get_job(jobId, stats=call.expand_stats())
-    return conditional(call, job.etag, job.last_modified) or call.json(
-        job.body, metadata="jobs/@Element", etag=job.etag, last_modified=job.last_modified)
+    return call.json(job.body, metadata="jobs/@Element", etag=job.etag,
+                     last_modified=job.last_modified)
 
 
 async def _update_job(call: Call, service: BatchService, job_id: str, replace: bool) -> Response:
@@ -164,8 +164,8 @@ async def list_tasks(call: Call, service: BatchService, jobId: str) -> Response:
 @endpoint
 async def get_task(call: Call, service: BatchService, jobId: str, taskId: str) -> Response:
     task = service.get_task(jobId, taskId, stats=call.expand_stats())
-    return conditional(call, task.etag, task.last_modified) or call.json(
-        task.body, metadata="tasks/@Element", etag=task.etag, last_modified=task.last_modified)
+    return call.json(task.body, metadata="tasks/@Element", etag=task.etag,
+                     last_modified=task.last_modified)
 
 
 @endpoint

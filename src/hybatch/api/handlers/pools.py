@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from starlette.responses import Response
 
-from hybatch.api.handlers.common import conditional, endpoint
-from hybatch.api.wire import Call
+from hybatch.api.handlers.common import endpoint
+from hybatch.api.wire import Call, bad_query
 from hybatch.core import commands as cmd
 from hybatch.core.errors import DomainError
 from hybatch.runtime.service import BatchService, Listing
@@ -32,8 +32,8 @@ async def list_pools(call: Call, service: BatchService) -> Response:
 @endpoint
 async def get_pool(call: Call, service: BatchService, poolId: str) -> Response:
     pool = service.get_pool(poolId, stats=call.expand_stats())
-    return conditional(call, pool.etag, pool.last_modified) or call.json(
-        pool.body, metadata="pools/@Element", etag=pool.etag, last_modified=pool.last_modified)
+    return call.json(pool.body, metadata="pools/@Element", etag=pool.etag,
+                     last_modified=pool.last_modified)
 
 
 @endpoint
@@ -42,8 +42,7 @@ async def pool_exists(call: Call, service: BatchService, poolId: str) -> Respons
         pool = service.pool_exists(poolId)
     except DomainError:
         return call.empty(404)
-    return conditional(call, pool.etag, pool.last_modified) or Response(
-        b"", 200, headers=call.headers(pool.etag, pool.last_modified))
+    return Response(b"", 200, headers=call.headers(pool.etag, pool.last_modified))
 
 
 @endpoint
@@ -92,7 +91,8 @@ async def list_nodes(call: Call, service: BatchService, poolId: str) -> Response
 @endpoint
 async def get_node(call: Call, service: BatchService, poolId: str, nodeId: str) -> Response:
     node = service.get_node(poolId, nodeId)
-    return call.json(node.body, metadata="nodes/@Element")
+    return call.json(node.body, metadata="nodes/@Element", etag=node.etag,
+                     last_modified=node.last_modified)
 
 
 # ------------------------------------------------------------------ account
@@ -100,7 +100,8 @@ async def get_node(call: Call, service: BatchService, poolId: str, nodeId: str) 
 
 @endpoint
 async def node_counts(call: Call, service: BatchService) -> Response:
-    listing = service.pool_node_counts(call.max_results(10), call.token())
+    listing = service.pool_node_counts(call.max_results(10), call.token(),
+                                       call.filter("pool_node_counts"))
     return call.listing(listing, "poolnodecounts")
 
 
@@ -126,7 +127,21 @@ SUPPORTED_IMAGES: list[dict[str, object]] = [
 
 @endpoint
 async def supported_images(call: Call, service: BatchService) -> Response:
-    return call.listing(Listing(list(SUPPORTED_IMAGES), None), "supportedimages")
+    flt = call.filter("supported_images")
+    images = [image for image in SUPPORTED_IMAGES if flt is None or flt.matches(image)]
+    limit = call.max_results()
+    start = _offset(call.token())
+    token = str(start + limit) if start + limit < len(images) else None
+    return call.listing(Listing(images[start:start + limit], token), "supportedimages")
+
+
+def _offset(token: str | None) -> int:
+    """The position a continuation token of a fixed, in-memory listing stands for."""
+    if token is None:
+        return 0
+    if not (token.isascii() and token.isdigit() and len(token) <= 9):
+        raise bad_query("$skiptoken", token, "not a continuation token of this listing")
+    return int(token)
 
 
 @endpoint

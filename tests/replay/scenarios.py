@@ -1,0 +1,174 @@
+"""Data for replaying the spec's request/response examples: what state each example needs,
+the minimal request of every operation that takes conditional headers, the examples to use
+when the spec's are not beside the repository, and the known differences between an
+example's answer and ours.
+
+Everything here is keyed by operation id or example name, so an operation built later slots
+in by being implemented (the tests read the route table) and, at most, by a row here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Needs:
+    """State an example needs beyond what its path parameters imply.
+
+    Path parameters imply: ``poolId`` a pool (with ``nodes`` nodes), ``nodeId`` a pool with a
+    node, ``jobId`` a job, ``taskId`` a task in it (run to completion when ``run_task``),
+    ``filePath`` a completed task that wrote the file, ``jobScheduleId`` a job schedule,
+    ``userName`` a user on the node.
+    """
+
+    nodes: int = 0
+    """Nodes in the pool; node ids in the request body are mapped onto them in order."""
+    run_task: bool = False
+    """The task runs to completion on a node (its job is on a pool with a node)."""
+    task_command: str = "/bin/sh -c 'echo replayed > testFile.txt'"
+    pool: bool = False
+    """A pool even though no path parameter names one (list examples)."""
+    job: bool = False
+    tasks: tuple[str, ...] = ()
+    """Ids of extra tasks (list examples compare their items with ours by id)."""
+    job_extra: dict[str, Any] = field(default_factory=dict)
+    """More properties for the job (e.g. a job preparation task)."""
+
+
+NEEDS: dict[str, Needs] = {
+    "Pools_ListPools": Needs(pool=True),
+    "Pools_RemoveNodes": Needs(nodes=2),
+    "Nodes_ListNodes": Needs(nodes=1),
+    "Tasks_ListTasks": Needs(job=True, tasks=("task1", "task2")),
+    "Tasks_GetTaskFile": Needs(run_task=True),
+    "Tasks_GetTaskFileProperties": Needs(run_task=True),
+    "Tasks_DeleteTaskFile": Needs(run_task=True),
+    "Tasks_ListTaskFiles": Needs(run_task=True),
+    "Nodes_GetNodeFile": Needs(run_task=True),
+    "Nodes_GetNodeFileProperties": Needs(run_task=True),
+    "Jobs_ListJobPreparationAndReleaseTaskStatus": Needs(nodes=1, job_extra={
+        "jobPreparationTask": {"commandLine": "/bin/true"}}),
+    "JobSchedules_ListJobSchedules": Needs(),
+    "Tasks_ReactivateTask": Needs(run_task=True, task_command="/bin/sh -c 'exit 3'"),
+}
+"""Operation id -> extra needs. Operations not listed need only their path parameters."""
+
+
+@dataclass(frozen=True)
+class Gap:
+    """A known difference between an example's answer and ours, with the reason.
+
+    ``refusal`` (status, Batch code): we answer this error instead of the example's success;
+    the test accepts exactly that error or the full example outcome, so implementing the
+    feature never breaks it. ``missing``: dotted paths of the example's body our answer may
+    lack (``value.*`` for list items).
+    """
+
+    reason: str
+    refusal: tuple[int, str] | None = None
+    missing: frozenset[str] = frozenset()
+
+
+GAPS: dict[str, Gap] = {
+    "Pools_CreatePool_AcceleratedNetworking": Gap(
+        "networkConfiguration is not supported", refusal=(400, "UnsupportedProperty")),
+    "Tasks_CreateTask_ContainerSettings": Gap(
+        "container tasks are not supported", refusal=(400, "UnsupportedProperty")),
+    "Tasks_CreateTask_ContainerSettingsWithDataIsolation_DuplicateSources": Gap(
+        "container tasks are not supported", refusal=(400, "UnsupportedProperty")),
+    "Pools_GetPool_Basic": Gap("start tasks are not supported",
+                               missing=frozenset({"startTask"})),
+    "Pools_GetPool_SecurityProfile": Gap(
+        "pools have no security profile or node communication mode",
+        missing=frozenset({"virtualMachineConfiguration.securityProfile",
+                           "currentNodeCommunicationMode"})),
+    "Pools_ListPools_Basic": Gap("start tasks are not supported",
+                                 missing=frozenset({"value.*.startTask"})),
+    "Nodes_GetNode": Gap("nodes run no start task",
+                         missing=frozenset({"startTask", "startTaskInfo"})),
+    "Nodes_ListNodes": Gap("nodes run no start task",
+                           missing=frozenset({"value.*.startTask", "value.*.startTaskInfo"})),
+    "Tasks_GetTask": Gap("multi-instance tasks are not supported",
+                         missing=frozenset({"multiInstanceSettings"})),
+    "Applications_ListApplications": Gap("no application packages: the list is empty",
+                                         missing=frozenset({"value.*"})),
+}
+"""Example name (file stem) -> known gap."""
+
+
+CONDITIONAL_BODIES: dict[str, dict[str, Any]] = {
+    "Jobs_ReplaceJob": {"poolInfo": {"poolId": "{poolId}"}},
+    "Jobs_UpdateJob": {"priority": 1},
+    "Jobs_DisableJob": {"disableTasks": "requeue"},
+    "Jobs_TerminateJob": {"terminateReason": "replay"},
+    "Tasks_ReplaceTask": {"constraints": {"maxTaskRetryCount": 1}},
+    "JobSchedules_ReplaceJobSchedule": {
+        "schedule": {"recurrenceInterval": "PT1H"},
+        "jobSpecification": {"poolInfo": {"poolId": "{poolId}"}}},
+    "JobSchedules_UpdateJobSchedule": {"metadata": [{"name": "k", "value": "v"}]},
+    "Pools_UpdatePool": {"metadata": [{"name": "k", "value": "v"}]},
+    "Pools_EnablePoolAutoScale": {"autoScaleFormula": "$TargetDedicatedNodes=0;",
+                                  "autoScaleEvaluationInterval": "PT5M"},
+    "Pools_RemoveNodes": {"nodeList": ["{nodeId}"]},
+    "Pools_ResizePool": {"targetDedicatedNodes": 0},
+}
+"""Operation id -> a minimal valid body, for every operation taking conditional headers and
+a body (``{name}`` is replaced by the resource created for that path parameter)."""
+
+
+def _example(operation_id: str, parameters: dict[str, Any],
+             responses: dict[str, Any]) -> dict[str, Any]:
+    base = {"batchUrl": "account.region.batch.azure.com", "api-version": "2025-06-01.21.0",
+            "client-request-id": "00000000-0000-0000-0000-000000000000",
+            "ocp-date": "Fri, 17 Feb 2017 00:00:00 GMT"}
+    return {"operationId": operation_id, "parameters": {**base, **parameters},
+            "responses": responses}
+
+
+BUILTIN_EXAMPLES: dict[str, dict[str, Any]] = {
+    "Pools_GetPool_Basic": _example("Pools_GetPool", {"poolId": "pool"}, {"200": {"body": {
+        "id": "pool", "url": "https://account.region.batch.azure.com/pools/pool",
+        "eTag": "0x8D413091E739A56", "lastModified": "2016-11-22T18:55:25.2608598Z",
+        "creationTime": "2016-11-22T18:55:24.2632496Z", "state": "active",
+        "stateTransitionTime": "2016-11-22T18:55:24.2632496Z", "allocationState": "steady",
+        "allocationStateTransitionTime": "2016-11-22T18:55:24.8154041Z",
+        "vmSize": "standard_a1", "resizeTimeout": "PT15M", "currentDedicatedNodes": 0,
+        "currentLowPriorityNodes": 0, "targetDedicatedNodes": 0, "targetLowPriorityNodes": 0,
+        "enableAutoScale": False, "enableInterNodeCommunication": False,
+        "taskSlotsPerNode": 1, "taskSchedulingPolicy": {"nodeFillType": "spread"}}}}),
+    "Pools_PoolExists": _example("Pools_PoolExists", {"poolId": "poolId"},
+                                 {"200": {}, "404": {}}),
+    "Jobs_UpdateJob": _example("Jobs_UpdateJob", {"jobId": "jobId", "job": {
+        "priority": 100, "constraints": {"maxWallClockTime": "PT1H", "maxTaskRetryCount": -1},
+        "poolInfo": {"poolId": "poolId"}}}, {"200": {}}),
+    "Tasks_ReplaceTask": _example("Tasks_ReplaceTask", {
+        "jobId": "jobId", "taskId": "taskId", "task": {"constraints": {
+            "maxWallClockTime": "PT1H", "maxTaskRetryCount": 3, "retentionTime": "PT1H"}}},
+        {"200": {}}),
+    "Tasks_GetTaskFileProperties": _example("Tasks_GetTaskFileProperties", {
+        "jobId": "jobId", "taskId": "taskId", "filePath": "wd\\testFile.txt"}, {"200": {
+            "ocp-creation-time": "Fri, 17 Feb 2017 00:00:00 GMT",
+            "Last-Modified": "Fri, 17 Feb 2017 00:00:00 GMT",
+            "ocp-batch-file-isdirectory": "false", "Content-Length": "17",
+            "Content-Type": "application/octet-stream"}}),
+    "Tasks_ListTasks": _example("Tasks_ListTasks", {"jobId": "jobId"}, {"200": {"body": {
+        "value": [{"id": "task1", "url": "https://account.region.batch.azure.com/jobs/jobId/"
+                   "tasks/task1", "eTag": "0x8D4125FD1A825A4",
+                   "creationTime": "2016-11-21T22:43:31.4733476Z",
+                   "lastModified": "2016-11-21T22:43:31.4733476Z", "state": "active",
+                   "stateTransitionTime": "2016-11-21T22:43:31.4733476Z",
+                   "commandLine": "cmd /c echo task1",
+                   "constraints": {"maxWallClockTime": "P10675199DT2H48M5.4775807S",
+                                   "retentionTime": "P10675199DT2H48M5.4775807S",
+                                   "maxTaskRetryCount": 0},
+                   "executionInfo": {"retryCount": 0, "requeueCount": 0}}]}}}),
+    "JobSchedules_TerminateJobSchedule": _example(
+        "JobSchedules_TerminateJobSchedule", {"jobScheduleId": "jobScheduleId"}, {"202": {}}),
+    "Certificates_DeleteCertificate": _example("Certificates_DeleteCertificate", {
+        "thumbprintAlgorithm": "sha1",
+        "thumbprint": "0123456789abcdef0123456789abcdef01234567"}, {"202": {}}),
+}
+"""Used when ``shared/spec/examples-*`` is absent: implemented and not-yet-implemented
+operations, reads and writes, a file read and a list, so the replay never runs empty."""
