@@ -251,6 +251,17 @@ class CpuSplit:
         self.server_pid = server_pid
         self.agent_pids = child_pids(server_pid)
         self.start = self._sample()
+        self.start_threads = self._threads()
+
+    def _threads(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        tick = os.sysconf("SC_CLK_TCK")
+        for task in Path(f"/proc/{self.server_pid}/task").iterdir():
+            stat = (task / "stat").read_text()
+            name = "main" if task.name == str(self.server_pid) else f"tid{task.name}"
+            fields = stat.rsplit(")", 1)[1].split()
+            out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+        return out
 
     def _sample(self) -> dict[str, float]:
         own, _ = cpu_seconds(self.server_pid)
@@ -263,9 +274,14 @@ class CpuSplit:
             "task_processes": sum(a[1] for a in agents),
         }
 
-    def cores_since_start(self, elapsed: float) -> dict[str, float]:
+    def cores_since_start(self, elapsed: float) -> dict[str, Any]:
         end = self._sample()
-        return {k: round((end[k] - self.start[k]) / elapsed, 3) for k in end}
+        threads = self._threads()
+        out: dict[str, Any] = {k: round((end[k] - self.start[k]) / elapsed, 3) for k in end}
+        out["server_threads"] = {
+            k: round((v - self.start_threads.get(k, 0.0)) / elapsed, 3) for k, v in threads.items()
+        }
+        return out
 
 
 class PySpy:

@@ -117,7 +117,8 @@ NOTES: tuple[str, ...] = (
     "- Pools: `dedicatedCoreTime` counts a node's task slots as its cores, from the node's "
     "allocation to its release; `avgCPUPercentage` is the task processes' CPU time over the "
     "pool's core time (all nodes), capped at 100; `diskReadGiB`/`diskWriteGiB` sum the task "
-    "processes' bytes.",
+    "processes' bytes. A pool's process-measured figures are saved once a second (not with "
+    "every task exit), so they may trail the tasks' by up to a second.",
     "",
 )
 

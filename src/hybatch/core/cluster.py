@@ -65,6 +65,8 @@ class ClusterState:
         # per job: keys of tasks with an attempt in flight (offered to a node or running)
         self.running: dict[str, set[tuple[str, str]]] = {}
         self.pools_to_place: set[str] = set()
+        self.pools_to_save_on_tick: set[str] = set()
+        """Pools whose statistics changed since the last Tick (see ``save_on_tick``)."""
         self.changes = ChangeSet()
         self.job_seq = 0
         # completed tasks loaded from the store for this turn's commands (evicted after it)
@@ -118,6 +120,20 @@ class ClusterState:
             self.changes.pools[record.key] = record
         else:
             self.changes.nodes[record.key] = record
+
+    def save_on_tick(self, pool: PoolRecord) -> None:
+        """Persist a pool's statistics with the next Tick rather than this turn: every task
+        exit adds to them, and writing the pool row on every exit costs the writer more than
+        the task itself. A crash loses at most one tick of pool statistics (task and job
+        statistics are exact: those rows are written anyway)."""
+        self.pools_to_save_on_tick.add(pool.key)
+
+    def save_ticked_pools(self) -> None:
+        for key in self.pools_to_save_on_tick:
+            pool = self.pools.get(key)
+            if pool is not None:
+                self.save_quietly(pool)
+        self.pools_to_save_on_tick.clear()
 
     def add_usage(self, record: UsageRecord) -> None:
         self.changes.usage.append(record)

@@ -78,6 +78,7 @@ class Outcome:
 def _tick(ctx: Ctx, event: Tick) -> None:
     """Time-based checks: close ended usage intervals, re-run placement."""
     usage.roll_all(ctx)
+    ctx.state.save_ticked_pools()
     ctx.state.pools_to_place.update(ctx.state.pools)
 
 

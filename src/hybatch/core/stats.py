@@ -78,7 +78,7 @@ def attempt_ended(ctx: Ctx, job: JobRecord, task: TaskRecord, end_time: datetime
     pool = ctx.state.pools.get((task.pool_id or "").lower())
     if pool is not None:
         _add_usage(pool.stats, usage)
-        ctx.state.save_quietly(pool)
+        ctx.state.save_on_tick(pool)
 
 
 def _add_usage(target: TaskStatsRecord | JobStatsRecord | PoolStatsRecord,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -81,6 +82,7 @@ class WriterLoop:
 
     def stop(self) -> None:
         self._stopping = True
+        self._inbox.put(_Item(Tick(), None, None))  # its turn saves what waits for a tick
         self._inbox.put(None)
         self._thread.join(timeout=30)
 
@@ -98,9 +100,13 @@ class WriterLoop:
     # ------------------------------------------------------------------ the thread
 
     def _run(self) -> None:
+        """Turn after turn. A Tick goes into the first turn after each ``tick_seconds``
+        whether or not other messages keep the loop busy: timers (usage intervals, job
+        schedules) must not wait for a quiet moment."""
+        next_tick = time.monotonic() + self._tick
         while True:
             try:
-                first = self._inbox.get(timeout=self._tick)
+                first = self._inbox.get(timeout=max(0.0, next_tick - time.monotonic()))
             except queue.Empty:
                 first = _Item(Tick(), None, None)
             if first is None:
@@ -118,6 +124,10 @@ class WriterLoop:
                     stop_after = True
                     break
                 batch.append(item)
+            if time.monotonic() >= next_tick:
+                if not isinstance(first.message, Tick):
+                    batch.append(_Item(Tick(), None, None))
+                next_tick = time.monotonic() + self._tick
             try:
                 self._turn(batch)
             except Exception:  # the loop must survive anything; callers get the error
