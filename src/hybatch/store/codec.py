@@ -85,10 +85,26 @@ def loads(text: str | bytes) -> Any:
 # --------------------------------------------------------------------------- wire models
 
 
+_DUMPED: dict[int, tuple[BaseModel, dict[str, Any]]] = {}
+_DUMPED_MAX = 8192
+
+
 def dump_model(model: BaseModel) -> dict[str, Any]:
-    """The model's wire JSON with secrets revealed (see the module docstring)."""
+    """The model's wire JSON with secrets revealed (see the module docstring).
+
+    Remembered per model object for the most recent few thousand: a task's spec is written
+    again with every state change (offered, started, completed), and the core never changes
+    a spec in place (it replaces it with ``model_copy``). The cache holds the model itself,
+    so an ``id`` cannot be reused while its entry lives. Callers must not mutate the
+    returned dict."""
+    cached = _DUMPED.get(id(model))
+    if cached is not None and cached[0] is model:
+        return cached[1]
     data = model.model_dump(mode="json", by_alias=True, exclude_none=True)
     _reveal(model, data)
+    if len(_DUMPED) >= _DUMPED_MAX:
+        _DUMPED.pop(next(iter(_DUMPED)), None)
+    _DUMPED[id(model)] = (model, data)
     return data
 
 
