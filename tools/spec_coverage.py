@@ -10,7 +10,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from hybatch.api.app import IMPLEMENTED
+from hybatch.api.app import IMPLEMENTED, RETIRED
+from hybatch.api.errors import status_for
 from hybatch.schema._generated.operations import API_VERSION, OPERATIONS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -73,23 +74,10 @@ PARTIAL: dict[str, str] = {
                                       "what Jobs_CreateJob refuses (400 UnsupportedProperty)",
     "JobSchedules_GetJobSchedule": "executionInfo.nextRunTime is when the first job is due "
                                    "(doNotRunUntil, or creation/last schedule change); "
-                                   "$expand=stats not built",
-    "JobSchedules_ListJobSchedules": "as JobSchedules_GetJobSchedule; $expand is ignored",
-    "Jobs_ListJobsFromSchedule": "empty until jobs are created on the schedule; $expand is "
-                                 "ignored",
-}
-
-RETIRED: dict[str, str] = {
-    # The certificate feature was retired by Azure Batch on 2024-02-29; the service answers
-    # every certificate operation with this error, and so do we.
-    op: "400 CertificateRetired, as Azure Batch since the feature's retirement (2024-02-29)"
-    for op in (
-        "Certificates_ListCertificates",
-        "Certificates_CreateCertificate",
-        "Certificates_GetCertificate",
-        "Certificates_DeleteCertificate",
-        "Certificates_CancelCertificateDeletion",
-    )
+                                   "$expand=stats is accepted but no stats are shown",
+    "JobSchedules_ListJobSchedules": "as JobSchedules_GetJobSchedule",
+    "Jobs_ListJobsFromSchedule": "empty until jobs are created on the schedule; $expand=stats "
+                                 "is accepted but no stats are shown",
 }
 
 NOTES: tuple[str, ...] = (
@@ -142,7 +130,9 @@ def render() -> str:
         if op.operation_id not in IMPLEMENTED:
             status, note = "unsupported", "501 NotImplemented"
         elif op.operation_id in RETIRED:
-            status, note = "retired", RETIRED[op.operation_id]
+            refusal = RETIRED[op.operation_id]()
+            status, note = "retired", (f"{status_for(refusal.code)} {refusal.code}, as Azure "
+                                       f"Batch answers: {refusal.message}")
         elif op.operation_id in PARTIAL:
             status, note = "partial", PARTIAL[op.operation_id]
         else:

@@ -31,6 +31,7 @@ from tests.support.server import wait_for
 
 STALE = "0x8D0000000000000"
 DAY = timedelta(days=1)
+FAST: dict[str, Any] = {"polling_interval": 0.2}
 
 
 def refused(status: int, call: Callable[[], Any]) -> HttpResponseError:
@@ -196,12 +197,41 @@ def _task_version(c: BatchClient, ids: tuple[str, ...]) -> Any:
 
 
 def _job_ids(c: BatchClient) -> tuple[str, ...]:
-    return (_job(c, _uid("nopool")),)
+    """A job on a pool that does not exist (nothing runs) and that pool's id."""
+    pool_id = _uid("nopool")
+    return _job(c, pool_id), pool_id
+
+
+def _disabled_job_ids(c: BatchClient) -> tuple[str, ...]:
+    job_id, pool_id = _job_ids(c)
+    c.begin_disable_job(job_id, m.BatchJobDisableOptions(disable_tasks="requeue"),
+                        **FAST).result()
+    return job_id, pool_id
+
+
+def _schedule_ids(c: BatchClient) -> tuple[str, ...]:
+    schedule_id = _uid("cs")
+    c.create_job_schedule(m.BatchJobScheduleCreateOptions(
+        id=schedule_id, schedule=m.BatchJobScheduleConfiguration(
+            recurrence_interval=timedelta(hours=1)),
+        job_specification=m.BatchJobSpecification(pool_info=m.BatchPoolInfo(
+            pool_id=_uid("nopool")))))
+    return (schedule_id,)
+
+
+def _schedule_version(c: BatchClient, ids: tuple[str, ...]) -> Any:
+    return c.get_job_schedule(ids[0])
 
 
 def _task_ids(c: BatchClient) -> tuple[str, ...]:
     job_id = _job(c, _uid("nopool"))  # no pool: the task stays active
     return job_id, _task(c, job_id)
+
+
+def _disabled_schedule_ids(c: BatchClient) -> tuple[str, ...]:
+    ids = _schedule_ids(c)
+    c.disable_job_schedule(ids[0])
+    return ids
 
 
 def _failed_task_ids(c: BatchClient) -> tuple[str, ...]:
@@ -215,16 +245,42 @@ def _node_ids(c: BatchClient) -> tuple[str, ...]:
     return pool_id, next(iter(c.list_nodes(pool_id))).id
 
 
-FAST: dict[str, Any] = {"polling_interval": 0.2}
-
 WRITES = [
     Write("update_job", _job_ids,
           lambda c, ids, **kw: c.update_job(ids[0], m.BatchJobUpdateOptions(priority=5), **kw),
           _job_version),
-    Write("replace_job", _job_ids,
+    Write("replace_job", _job_ids,  # the same pool: an active job cannot change pools
+          lambda c, ids, **kw: c.replace_job(ids[0], m.BatchJob(
+              pool_info=m.BatchPoolInfo(pool_id=ids[1]), priority=7), **kw),
+          _job_version),
+    Write("move_disabled_job", _disabled_job_ids,
           lambda c, ids, **kw: c.replace_job(ids[0], m.BatchJob(
               pool_info=m.BatchPoolInfo(pool_id="elsewhere"), priority=7), **kw),
           _job_version),
+    Write("disable_job", _job_ids,
+          lambda c, ids, **kw: c.begin_disable_job(
+              ids[0], m.BatchJobDisableOptions(disable_tasks="requeue"), **FAST, **kw),
+          _job_version),
+    Write("enable_job", _disabled_job_ids,
+          lambda c, ids, **kw: c.begin_enable_job(ids[0], **FAST, **kw), _job_version),
+    Write("update_pool", lambda c: (_pool(c),),
+          lambda c, ids, **kw: c.update_pool(ids[0], m.BatchPoolUpdateOptions(
+              metadata=[m.BatchMetadataItem(name="k", value="v")]), **kw),
+          _pool_version),
+    Write("update_job_schedule", _schedule_ids,
+          lambda c, ids, **kw: c.update_job_schedule(ids[0], m.BatchJobScheduleUpdateOptions(
+              metadata=[m.BatchMetadataItem(name="k", value="v")]), **kw),
+          _schedule_version),
+    Write("disable_job_schedule", _schedule_ids,
+          lambda c, ids, **kw: c.disable_job_schedule(ids[0], **kw), _schedule_version),
+    Write("enable_job_schedule", _disabled_schedule_ids,
+          lambda c, ids, **kw: c.enable_job_schedule(ids[0], **kw), _schedule_version),
+    Write("terminate_job_schedule", _schedule_ids,
+          lambda c, ids, **kw: c.begin_terminate_job_schedule(ids[0], **FAST, **kw),
+          _schedule_version),
+    Write("delete_job_schedule", _schedule_ids,
+          lambda c, ids, **kw: c.begin_delete_job_schedule(ids[0], **FAST, **kw),
+          _schedule_version),
     Write("terminate_job", _job_ids,
           lambda c, ids, **kw: c.begin_terminate_job(
               ids[0], BatchJobTerminateOptions(termination_reason="by test"), **FAST, **kw),
@@ -286,8 +342,11 @@ def test_met_write_conditions_proceed(client: BatchClient, write: Write) -> None
                         if_unmodified_since=before.last_modified)  # If-Match decides
     if hasattr(result, "result"):
         result.result()  # a long-running operation: it completes
-    if write.name in ("update_job", "replace_job", "replace_task", "terminate_task",
-                      "reactivate_task", "resize_pool", "remove_nodes", "terminate_job"):
+    if write.name in ("update_job", "replace_job", "move_disabled_job", "disable_job",
+                      "enable_job", "update_pool", "update_job_schedule",
+                      "disable_job_schedule", "enable_job_schedule", "terminate_job_schedule",
+                      "replace_task", "terminate_task", "reactivate_task", "resize_pool",
+                      "remove_nodes", "terminate_job"):
         assert write.version(client, ids).etag != before.etag
 
 

@@ -16,7 +16,7 @@ from azure.batch.models import _models as internal
 from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
 from azure.storage.blob import ContainerClient
 
-from tests.support.azurite import Azurite, AzuriteUnavailable, start_azurite
+from tests.support.azurite import Azurite
 from tests.support.server import wait_for
 
 POLL = 0.1
@@ -304,16 +304,6 @@ def test_usage_metrics_count_node_time(client: BatchClient) -> None:
 
 
 # ------------------------------------------------------------------ service logs
-
-
-@pytest.fixture(scope="module")
-def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Azurite]:
-    try:
-        service = start_azurite(tmp_path_factory.mktemp("azurite"))
-    except AzuriteUnavailable as exc:
-        pytest.fail(f"Azurite is required for this test and could not be started: {exc}")
-    yield service
-    service.stop()
 
 
 def test_upload_node_logs_to_blob_storage(client: BatchClient, azurite: Azurite,

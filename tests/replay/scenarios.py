@@ -14,6 +14,20 @@ from typing import Any
 
 
 @dataclass(frozen=True)
+class Step:
+    """A request sent once the resources exist (``{name}`` in the path: the resource made for
+    that parameter, as in ``CONDITIONAL_BODIES``), to bring one into the state an example
+    needs."""
+
+    method: str
+    path: str
+    body: dict[str, Any] | None = None
+
+
+DISABLE_JOB = Step("POST", "/jobs/{jobId}/disable", {"disableTasks": "requeue"})
+
+
+@dataclass(frozen=True)
 class Needs:
     """State an example needs beyond what its path parameters imply.
 
@@ -34,7 +48,14 @@ class Needs:
     tasks: tuple[str, ...] = ()
     """Ids of extra tasks (list examples compare their items with ours by id)."""
     job_extra: dict[str, Any] = field(default_factory=dict)
-    """More properties for the job (e.g. a job preparation task)."""
+    """More properties for the job."""
+    schedule: bool = False
+    """A job schedule even though no path parameter names one (list examples)."""
+    then: tuple[Step, ...] = ()
+    """Requests sent after the resources are made, in order."""
+    blob_container: bool = False
+    """The body's ``containerUrl`` is replaced by a writable SAS URL of a new container in a
+    real blob service (Azurite): the example's own storage account cannot be reached."""
 
 
 NEEDS: dict[str, Needs] = {
@@ -48,9 +69,14 @@ NEEDS: dict[str, Needs] = {
     "Tasks_ListTaskFiles": Needs(run_task=True),
     "Nodes_GetNodeFile": Needs(run_task=True),
     "Nodes_GetNodeFileProperties": Needs(run_task=True),
-    "Jobs_ListJobPreparationAndReleaseTaskStatus": Needs(nodes=1, job_extra={
-        "jobPreparationTask": {"commandLine": "/bin/true"}}),
-    "JobSchedules_ListJobSchedules": Needs(),
+    # the example moves the job to another pool, which Batch allows only while it is disabled
+    "Jobs_UpdateJob": Needs(then=(DISABLE_JOB,)),
+    "Jobs_EnableJob": Needs(then=(DISABLE_JOB,)),
+    # disabled and enabled again, as the example's first item (previousState "disabled")
+    "JobSchedules_ListJobSchedules": Needs(schedule=True, then=(
+        Step("POST", "/jobschedules/{jobScheduleId}/disable"),
+        Step("POST", "/jobschedules/{jobScheduleId}/enable"))),
+    "Nodes_UploadNodeLogs": Needs(blob_container=True),
     "Tasks_ReactivateTask": Needs(run_task=True, task_command="/bin/sh -c 'exit 3'"),
 }
 """Operation id -> extra needs. Operations not listed need only their path parameters."""
@@ -94,12 +120,21 @@ GAPS: dict[str, Gap] = {
                          missing=frozenset({"multiInstanceSettings"})),
     "Applications_ListApplications": Gap("no application packages: the list is empty",
                                          missing=frozenset({"value.*"})),
+    "Jobs_ListJobPreparationAndReleaseTaskStatus": Gap(
+        "jobs cannot have a job preparation task yet (Jobs_CreateJob answers 400 "
+        "UnsupportedProperty), so every job has none",
+        refusal=(409, "JobPreparationTaskNotSpecified")),
+    "JobSchedules_ListJobSchedules": Gap(
+        "no job is created on a schedule yet (the timer is not built)",
+        missing=frozenset({"value.*.executionInfo.recentJob"})),
+    "Nodes_ListNodeExtensions": Gap("local nodes have no VM extensions: the list is empty",
+                                    missing=frozenset({"value.*"})),
 }
 """Example name (file stem) -> known gap."""
 
 
 CONDITIONAL_BODIES: dict[str, dict[str, Any]] = {
-    "Jobs_ReplaceJob": {"poolInfo": {"poolId": "{poolId}"}},
+    "Jobs_ReplaceJob": {"poolInfo": {"poolId": "{jobPoolId}"}},
     "Jobs_UpdateJob": {"priority": 1},
     "Jobs_DisableJob": {"disableTasks": "requeue"},
     "Jobs_TerminateJob": {"terminateReason": "replay"},
@@ -115,7 +150,8 @@ CONDITIONAL_BODIES: dict[str, dict[str, Any]] = {
     "Pools_ResizePool": {"targetDedicatedNodes": 0},
 }
 """Operation id -> a minimal valid body, for every operation taking conditional headers and
-a body (``{name}`` is replaced by the resource created for that path parameter)."""
+a body (``{name}`` is replaced by the resource created for that path parameter,
+``{jobPoolId}`` by the pool the job was created on)."""
 
 
 def _example(operation_id: str, parameters: dict[str, Any],

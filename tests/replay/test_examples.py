@@ -6,12 +6,14 @@ its operation, build the state it needs (``world.py``), send the example's reque
 with SharedKey, and compare the answer with the example's: status, headers, and the body's
 shape — keys, JSON types, canonical enum spelling, parseable as the spec's model — ignoring
 values that are volatile (times, etags, urls, ids, counts). Operations not implemented must
-answer the documented 501 ``NotImplemented``.
+answer the documented 501 ``NotImplemented``; retired ones (``api.app.RETIRED``) exactly their
+retirement error.
 
 ``test_conditions_on_every_operation`` does the same from the spec's operation table for
 every operation declaring conditional headers: an unmet If-Match / If-Unmodified-Since is
 412 and changes nothing; a read answers 304 to If-None-Match / If-Modified-Since; a met
-condition proceeds.
+condition proceeds; and a write repeated with an unmet condition on the resource it just
+changed is still 412 (conditions are checked before the resource's state), 404 once gone.
 """
 
 from __future__ import annotations
@@ -30,7 +32,8 @@ import httpx
 import pytest
 from pydantic import BaseModel
 
-from hybatch.api.app import IMPLEMENTED
+from hybatch.api.app import IMPLEMENTED, RETIRED
+from hybatch.api.errors import status_for
 from hybatch.api.wire import resource_model
 from hybatch.schema import OPERATIONS, Operation, WireEnum, parse_wire
 from tests.replay.scenarios import BUILTIN_EXAMPLES, CONDITIONAL_BODIES, GAPS, NEEDS, Gap, Needs
@@ -244,6 +247,15 @@ def check_answer(name: str, op: Operation, example: dict[str, Any], response: ht
     assert not problems, f"{name}: " + "; ".join(problems)
 
 
+def check_retired(op: Operation, response: httpx.Response) -> None:
+    """A retired operation answers exactly the error of ``api.app.RETIRED``."""
+    refusal = RETIRED[op.operation_id]()
+    assert response.status_code == status_for(refusal.code), (op.operation_id, response.text)
+    body = response.json()
+    assert body["code"] == refusal.code
+    assert body["message"]["value"].startswith(refusal.message)
+
+
 def check_not_implemented(op: Operation, response: httpx.Response) -> None:
     assert response.status_code == 501, (op.operation_id, response.status_code, response.text)
     if op.method == "HEAD":
@@ -267,17 +279,22 @@ def test_examples_cover_implemented_and_unimplemented_operations() -> None:
 
 
 @pytest.mark.parametrize(("name", "example"), EXAMPLES, ids=[n for n, _ in EXAMPLES])
-def test_replay_example(http: httpx.Client, world: World, name: str,
-                        example: dict[str, Any]) -> None:
+def test_replay_example(http: httpx.Client, world: World, request: pytest.FixtureRequest,
+                        name: str, example: dict[str, Any]) -> None:
     op = BY_ID[example["operationId"]]
     params = example.get("parameters", {})
-    if not implemented(op):
+    if not implemented(op) or op.operation_id in RETIRED:
         # answered before any lookup, so no state is needed
         values = {p: str(params.get(p, p)) for p in op.path_params}
-        check_not_implemented(op, _request(http, op, _path(op, values), example,
-                                           _body_parameter(example)))
+        response = _request(http, op, _path(op, values), example, _body_parameter(example))
+        if implemented(op):
+            check_retired(op, response)
+        else:
+            check_not_implemented(op, response)
         return
-    res = world.build(op, params)
+    needs = NEEDS.get(op.operation_id, Needs())
+    storage = request.getfixturevalue("azurite") if needs.blob_container else None
+    res = world.build(op, params, needs=needs, storage=storage)
     body = rewrite(_body_parameter(example), res)
     if isinstance(body, dict) and "id" in body and op.method == "POST":
         body["id"] = f"{body['id']}-{world.count}"[:64]  # a create: a fresh id
@@ -310,6 +327,13 @@ def _version(http: httpx.Client, path: str, files: bool) -> tuple[str, str]:
     return answer.headers["ETag"], answer.headers["Last-Modified"]
 
 
+def _exists(http: httpx.Client, path: str, files: bool) -> bool:
+    answer = http.request("HEAD" if files else "GET", path,
+                          params={"api-version": "2025-06-01"})
+    assert answer.status_code in (200, 404), (path, answer.status_code, answer.text)
+    return answer.status_code == 200
+
+
 def _needs(op: Operation) -> Needs:
     needs = NEEDS.get(op.operation_id, Needs())
     if "{nodeId}" in json.dumps(CONDITIONAL_BODIES.get(op.operation_id, {})):
@@ -323,10 +347,14 @@ def test_conditions_on_every_operation(http: httpx.Client, world: World, op: Ope
     assert template is not None or not op.body_required, \
         f"add a minimal body for {op.operation_id} to CONDITIONAL_BODIES"
     example: dict[str, Any] = {"parameters": {}}
-    if not implemented(op):
+    if not implemented(op) or op.operation_id in RETIRED:
         values = {p: p for p in op.path_params}
-        check_not_implemented(op, _request(http, op, _path(op, values), example,
-                                           template, {"If-Match": '"0xNOPE"'}))
+        response = _request(http, op, _path(op, values), example, template,
+                            {"If-Match": '"0xNOPE"'})
+        if implemented(op):
+            check_retired(op, response)
+        else:
+            check_not_implemented(op, response)
         return
     res = world.build(op, needs=_needs(op))
     path, files = _path(op, res.path), "filePath" in op.path_params
@@ -365,3 +393,13 @@ def test_conditions_on_every_operation(http: httpx.Client, world: World, op: Ope
     met = {"If-Match": etag} if "if-match" in declared else {"If-Unmodified-Since": modified}
     answer = send(met)  # a bare tag, as 14.x sends it
     assert answer.status_code == op.status, (op.operation_id, answer.status_code, answer.text)
+
+    if op.method not in ("GET", "HEAD"):
+        # conditions come before state checks: the same write on the resource it changed
+        # (now perhaps disabled, terminating, completed, deleting) is 412 while the resource
+        # exists, never 409
+        stale = {"If-Match": '"0xNOPE"'} if "if-match" in declared else unmet[0]
+        answer = send(stale)
+        exists = _exists(http, _owner(op, res), files)
+        assert answer.status_code == (412 if exists else 404), (
+            op.operation_id, "again", answer.status_code, answer.text)

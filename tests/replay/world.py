@@ -1,8 +1,10 @@
 """Build the state an example (or any request) needs on a live server, through the API.
 
 ``build`` creates what the operation's path parameters name — pool (and nodes), job, tasks,
-job schedule, node user, a file written by a task — with fresh ids, and returns the values
-to put in the path and a map from the example's ids to ours, used to rewrite its body.
+job schedule, node user, a file written by a task — with fresh ids, plus what the scenario's
+``Needs`` add (a blob container in Azurite, requests that set a state), and returns the
+values to put in the path and a map from the example's ids to ours, used to rewrite its
+body.
 """
 
 from __future__ import annotations
@@ -12,9 +14,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+from azure.storage.blob import ContainerClient
 
 from hybatch.schema import Operation
 from tests.replay.scenarios import NEEDS, Needs
+from tests.support.azurite import Azurite
 from tests.support.server import wait_for
 from tests.support.signed import send
 
@@ -37,6 +41,8 @@ class Resources:
     """Node ids of the pool, in order (replace the example's ``tvm-...`` ids)."""
     items: set[str] = field(default_factory=set)
     """Ids of the resources a list example's items stand for."""
+    job_pool: str = ""
+    """The pool the job was created on (``{jobPoolId}`` in body templates)."""
 
 
 class World:
@@ -47,7 +53,7 @@ class World:
         self.count = 0
 
     def build(self, op: Operation, example: dict[str, Any] | None = None,
-              needs: Needs | None = None) -> Resources:
+              needs: Needs | None = None, storage: Azurite | None = None) -> Resources:
         self.count += 1
         tag = f"x{self.count}"
         params = dict(example or {})
@@ -68,6 +74,7 @@ class World:
         if wanted & {"jobId", "taskId"} or needs.job or files:
             job_id = f"rj-{tag}"
             on = pool_id if (run or needs.nodes) and pool_id else f"nowhere-{tag}"
+            res.job_pool = on
             _ok(send(self.http, "POST", "/jobs", body={
                 "id": job_id, "poolInfo": {"poolId": on}, **needs.job_extra}), "create job")
             self._name(res, params, "jobId", job_id)
@@ -92,7 +99,7 @@ class World:
             relative = "wd/testFile.txt"
             res.path["filePath"] = (relative if "taskId" in wanted else
                                     f"workitems/{job_id}/job-1/{task_ids[-1]}/{relative}")
-        if "jobScheduleId" in wanted:
+        if "jobScheduleId" in wanted or needs.schedule:
             schedule_id = f"rs-{tag}"
             _ok(send(self.http, "POST", "/jobschedules", body={
                 "id": schedule_id, "schedule": {"recurrenceInterval": "PT1H"},
@@ -108,6 +115,16 @@ class World:
             res.path["userName"] = user
         for name in wanted - set(res.path):  # ids nothing here can create (extensions...)
             res.path[name] = str(params.get(name, name))
+        if needs.blob_container:
+            assert storage is not None, "a blob container needs the azurite fixture"
+            container = f"replay-{tag}"
+            ContainerClient.from_connection_string(storage.connection_string,
+                                                   container).create_container()
+            for original in _values_of(params, "containerUrl"):
+                res.renamed[original] = storage.container_sas_url(container)
+        for step in needs.then:
+            _ok(send(self.http, step.method, fill_text(step.path, res), body=step.body),
+                f"{step.method} {step.path}")
         return res
 
     def _name(self, res: Resources, params: dict[str, Any], name: str, value: str) -> None:
@@ -158,10 +175,22 @@ def rewrite(value: Any, res: Resources) -> Any:
     return walk(value)
 
 
-def fill(template: dict[str, Any], res: Resources) -> dict[str, Any]:
-    """A body template with ``{name}`` replaced by the resource made for that parameter."""
-    text = json.dumps(template)
-    for name, value in {**res.path, "nodeId": (res.nodes or ["none"])[0]}.items():
+def fill_text(text: str, res: Resources) -> str:
+    """``{name}`` replaced by the resource made for that parameter, ``{jobPoolId}`` by the
+    job's pool."""
+    values = {**res.path, "nodeId": (res.nodes or ["none"])[0], "jobPoolId": res.job_pool}
+    for name, value in values.items():
         text = text.replace("{" + name + "}", value)
-    filled: dict[str, Any] = json.loads(text)
+    return text
+
+
+def fill(template: dict[str, Any], res: Resources) -> dict[str, Any]:
+    """A body template with ``{name}`` replaced as by ``fill_text``."""
+    filled: dict[str, Any] = json.loads(fill_text(json.dumps(template), res))
     return filled
+
+
+def _values_of(params: dict[str, Any], key: str) -> list[str]:
+    """The string values of ``key`` in the example's body parameters."""
+    return [str(value[key]) for value in params.values()
+            if isinstance(value, dict) and isinstance(value.get(key), str)]

@@ -7,12 +7,17 @@ whatever the request carries.
 
 from __future__ import annotations
 
-from starlette.responses import Response
-
-from hybatch.api.handlers.common import endpoint
-from hybatch.api.wire import Call
 from hybatch.core.errors import DomainError
-from hybatch.runtime.service import BatchService
+
+OPERATIONS = (
+    "Certificates_ListCertificates",
+    "Certificates_CreateCertificate",
+    "Certificates_GetCertificate",
+    "Certificates_DeleteCertificate",
+    "Certificates_CancelCertificateDeletion",
+)
+"""Every certificate operation of the spec: all answer ``certificate_retired()`` (routed by
+``api.app.RETIRED``)."""
 
 RETIRED_MESSAGE = "The 'Azure Batch Certificates' feature was retired on 02/29/2024."
 RETIRED_REASON = ("Certificate operations are no longer supported: the Azure Batch "
@@ -22,8 +27,3 @@ RETIRED_REASON = ("Certificate operations are no longer supported: the Azure Bat
 
 def certificate_retired() -> DomainError:
     return DomainError("CertificateRetired", RETIRED_MESSAGE, details={"Reason": RETIRED_REASON})
-
-
-@endpoint
-async def retired(call: Call, service: BatchService, **path: str) -> Response:
-    raise certificate_retired()

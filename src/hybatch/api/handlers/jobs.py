@@ -104,7 +104,7 @@ async def prep_release_status(call: Call, service: BatchService, jobId: str) -> 
 
 @endpoint
 async def task_counts(call: Call, service: BatchService, jobId: str) -> Response:
-    return call.json(service.job_task_counts(jobId))
+    return call.json(service.job_task_counts(jobId), metadata="taskcounts/@Element")
 
 
 # ------------------------------------------------------------------ tasks

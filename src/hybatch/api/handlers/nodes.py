@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 
 from starlette.responses import Response
 
-from hybatch.api.handlers.common import conditional, endpoint
+from hybatch.api.handlers.common import endpoint
 from hybatch.api.wire import Call, bad_query, parse_json, parse_model
 from hybatch.core import commands as cmd
 from hybatch.core.errors import DomainError
@@ -30,6 +30,10 @@ from hybatch.schema import (
 from hybatch.schema.base import WireModel
 
 MAX_CONTAINER_URL = 4096
+REMOTE_LOGIN_METADATA = "Microsoft.Azure.Batch.Protocol.Entities.RemoteLoginSettings"
+"""The ``odata.metadata`` entity of a remote login settings answer (Batch REST docs' example)."""
+UPLOAD_LOGS_METADATA = "Microsoft.Azure.Batch.Protocol.Entities.UploadBatchServiceLogsResult"
+"""Not documented: named like the remote login settings one after the spec's result model."""
 
 
 def _opt(value: object) -> str | None:
@@ -187,8 +191,7 @@ async def delete_user(call: Call, service: BatchService, poolId: str, nodeId: st
 async def remote_login_settings(call: Call, service: BatchService, poolId: str,
                                 nodeId: str) -> Response:
     settings = service.remote_login_settings(poolId, nodeId)
-    return conditional(call, settings.etag, None) or call.json(settings.body,
-                                                               etag=settings.etag)
+    return call.json(settings.body, metadata=REMOTE_LOGIN_METADATA, etag=settings.etag)
 
 
 @endpoint
@@ -223,4 +226,4 @@ async def upload_logs(call: Call, service: BatchService, poolId: str, nodeId: st
                           details={"PropertyName": "endTime"})
     result = await service.upload_node_logs(poolId, nodeId, url, body.start_time,
                                             body.end_time)
-    return call.json(result)
+    return call.json(result, metadata=UPLOAD_LOGS_METADATA)
