@@ -68,15 +68,15 @@ PARTIAL: dict[str, str] = {
                                                    "tasks yet, so every job answers 409 "
                                                    "JobPreparationTaskNotSpecified",
     "Tasks_ListSubTasks": "tasks cannot be multi-instance yet: always an empty list",
-    "JobSchedules_CreateJobSchedule": "stored and validated; no job is created on the schedule "
-                                      "yet (the timer is not built); jobSpecification refuses "
-                                      "what Jobs_CreateJob refuses (400 UnsupportedProperty)",
-    "JobSchedules_GetJobSchedule": "executionInfo.nextRunTime is when the first job is due "
-                                   "(doNotRunUntil, or creation/last schedule change); "
-                                   "$expand=stats not built",
+    "JobSchedules_CreateJobSchedule": "jobs are created on the schedule by the writer's "
+                                      "once-a-second tick (at most a second late); "
+                                      "jobSpecification refuses what Jobs_CreateJob refuses "
+                                      "(400 UnsupportedProperty)",
+    "JobSchedules_GetJobSchedule": "executionInfo.nextRunTime is the next run's due time (it "
+                                   "stays in the past while that run waits for the previous "
+                                   "job); $expand=stats not built",
     "JobSchedules_ListJobSchedules": "as JobSchedules_GetJobSchedule; $expand is ignored",
-    "Jobs_ListJobsFromSchedule": "empty until jobs are created on the schedule; $expand is "
-                                 "ignored",
+    "Jobs_ListJobsFromSchedule": "$expand is ignored",
 }
 
 RETIRED: dict[str, str] = {

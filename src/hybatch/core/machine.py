@@ -17,7 +17,16 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from hybatch.core import jobs, nodes, pool_update, pools, schedules, tasks, usage
+from hybatch.core import (
+    jobs,
+    nodes,
+    pool_update,
+    pools,
+    schedule_timer,
+    schedules,
+    tasks,
+    usage,
+)
 from hybatch.core.cluster import ChangeSet, ClusterState
 from hybatch.core.commands import (
     AddTasks,
@@ -76,8 +85,10 @@ class Outcome:
 
 
 def _tick(ctx: Ctx, event: Tick) -> None:
-    """Time-based checks: close ended usage intervals, re-run placement."""
+    """Time-based checks: close ended usage intervals, create due scheduled jobs, re-run
+    placement."""
     usage.roll_all(ctx)
+    schedule_timer.run_due(ctx)
     ctx.state.pools_to_place.update(ctx.state.pools)
 
 

@@ -310,8 +310,9 @@ class JobRecord:
 class JobScheduleRecord:
     """A job schedule. ``spec`` is the create body; PATCH/PUT replace its ``schedule``,
     ``jobSpecification`` and ``metadata``. ``next_run_time`` is kept by the core (see
-    :func:`hybatch.core.schedules.next_run_time`); ``recent_job_id`` names the latest job the
-    schedule created."""
+    :func:`hybatch.core.schedules.next_run_time` and :mod:`hybatch.core.schedule_timer`): the
+    due time of the next run, which stays in the past while that run waits for the previous
+    job; ``recent_job_id`` names the latest job the schedule created."""
 
     id: str
     spec: BatchJobScheduleCreateOptions
@@ -324,6 +325,8 @@ class JobScheduleRecord:
     next_run_time: datetime | None = None
     recent_job_id: str | None = None
     end_time: datetime | None = None
+    jobs_created: int = 0
+    """How many jobs the schedule has created: the ``n`` of the next ``{id}:job-{n}`` - 1."""
     version: int = 0
     etag: str = ""
 

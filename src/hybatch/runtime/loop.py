@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -98,11 +99,15 @@ class WriterLoop:
     # ------------------------------------------------------------------ the thread
 
     def _run(self) -> None:
+        # a Tick at least every ``tick_seconds`` even while messages keep coming: time-based
+        # work (job schedules, usage intervals) must not starve under load
+        next_tick = time.monotonic() + self._tick
         while True:
             try:
-                first = self._inbox.get(timeout=self._tick)
+                first = self._inbox.get(timeout=max(0.0, next_tick - time.monotonic()))
             except queue.Empty:
                 first = _Item(Tick(), None, None)
+                next_tick = time.monotonic() + self._tick
             if first is None:
                 if self._stopping:
                     return
@@ -118,6 +123,9 @@ class WriterLoop:
                     stop_after = True
                     break
                 batch.append(item)
+            if time.monotonic() >= next_tick:
+                batch.append(_Item(Tick(), None, None))
+                next_tick = time.monotonic() + self._tick
             try:
                 self._turn(batch)
             except Exception:  # the loop must survive anything; callers get the error
