@@ -22,7 +22,9 @@ PARTIAL: dict[str, str] = {
     "Jobs_CreateJob": "job manager/preparation/release tasks, auto pools and task "
                       "dependencies answer 400 UnsupportedProperty",
     "Tasks_CreateTask": "resource/output files, dependencies, multi-instance, containers and "
-                        "application packages answer 400 UnsupportedProperty",
+                        "application packages answer 400 UnsupportedProperty; userIdentity: "
+                        "auto-users only (see docs/nodes.md), a username answers 400 "
+                        "UnsupportedProperty",
     "Tasks_CreateTaskCollection": "as Tasks_CreateTask, per task",
     "Jobs_ReplaceJob": "updates priority, maxParallelTasks, allowTaskPreemption, "
                        "onAllTasksComplete, constraints, poolInfo, metadata; an "

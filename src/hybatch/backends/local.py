@@ -15,6 +15,7 @@ Imports: ports, core effects/events, node runtime.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -46,6 +47,7 @@ from hybatch.node.environment import (
     task_environment,
 )
 from hybatch.node.host import HostNodes
+from hybatch.node.identity import IdentityError, TaskAccounts, account_environment
 from hybatch.node.layout import (
     APPLICATIONS_DIR,
     MOUNTS_DIR,
@@ -143,6 +145,7 @@ class LocalBackend:
         its start time): half the events for short tasks."""
         self._grace = timeout_grace_s
         self._user = _current_user()
+        self._accounts = TaskAccounts(self._root)
         self._lock = threading.Lock()
         self._nodes: dict[str, _Node] = {}
         self._sink: EventSink | None = None
@@ -349,6 +352,13 @@ class LocalBackend:
             self._work.put(lambda: self._report_unavailable(launch, why, "usererror"))
             return
         env = task_environment(node.env, paths, launch)
+        if launch.user_identity:  # only tasks that name a userIdentity
+            try:
+                launch = self._with_account(launch, paths, env)
+            except IdentityError as exc:
+                why = f"The node could not provide the task's user identity: {exc}"
+                self._work.put(lambda: self._report_unavailable(launch, why))
+                return
         startable: list[Pending] = []
         with self._lock:
             if node.releasing or self._nodes.get(launch.node_id) is not node:
@@ -363,6 +373,16 @@ class LocalBackend:
             self._work.put(lambda: self._report_unavailable(launch))
             return
         self._run(startable)
+
+    def _with_account(self, launch: TaskLaunch, paths: TaskPaths,
+                      env: dict[str, str]) -> TaskLaunch:
+        """The launch with the OS account its identity maps to (node.identity), its
+        environment updated to match; unchanged when it runs as the node's own user."""
+        account = self._accounts.resolve(launch.user_identity, paths)
+        if account is None:
+            return launch
+        account_environment(env, account, paths)
+        return dataclasses.replace(launch, run_as=account)
 
     def _run(self, startable: list[Pending]) -> None:
         """Hand attempts that have their slots to the supervisor."""

@@ -23,6 +23,12 @@ class TaskLaunch:
     environment: tuple[tuple[str, str], ...]
     max_wall_clock_s: float | None
     required_slots: int = 1
+    user_identity: str = ""
+    """"" runs as the service's own user; else ``"<scope>:<elevation>"`` of the task's
+    ``userIdentity.autoUser`` (core.user_identity)."""
+    run_as: tuple[int, int, str] | None = None
+    """Set by the node, never by the core: the OS account (uid, gid, name) it resolved for
+    ``user_identity`` (None: the node's own user)."""
 
 
 @dataclass(frozen=True, slots=True)

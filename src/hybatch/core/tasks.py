@@ -15,7 +15,7 @@ from datetime import datetime
 
 from hybatch.core import jobs as job_rules
 from hybatch.core import nodes as node_rules
-from hybatch.core import stats
+from hybatch.core import stats, user_identity
 from hybatch.core.attempts import (
     KILL_DELETE,
     KILL_JOB_TERMINATE,
@@ -144,6 +144,7 @@ def validate_task_spec(spec: BatchTaskCreateOptions, job: JobRecord) -> None:
         raise unsupported("Container tasks", "containerSettings")
     if spec.application_package_references:
         raise unsupported("Application packages", "applicationPackageReferences")
+    user_identity.validate(spec.user_identity)
 
 
 def add_tasks(ctx: Ctx, cmd: AddTasks) -> list[DomainError | TaskRecord]:
@@ -217,6 +218,7 @@ def offer_to_node(ctx: Ctx, job: JobRecord, task: TaskRecord, node: NodeRecord) 
         pool_id=node.pool_id, node_id=node.id, job_id=job.id, task_id=task.id,
         attempt=task.attempt, command_line=task.spec.command_line, environment=tuple(env),
         max_wall_clock_s=task.max_wall_clock_s, required_slots=task.required_slots,
+        user_identity=user_identity.launch_code(task.spec.user_identity),
     )))
 
 
