@@ -29,6 +29,14 @@ class TaskLaunch:
     run_as: tuple[int, int, str] | None = None
     """Set by the node, never by the core: the OS account (uid, gid, name) it resolved for
     ``user_identity`` (None: the node's own user)."""
+    multi_instance: bool = False
+    """The launch belongs to a multi-instance task (the node sets AZ_BATCH_TASK_SHARED_DIR)."""
+    instance: int | None = None
+    """Set on the coordination launches of a multi-instance task: which instance (0 is the
+    primary). The node reports them as InstanceStarted/InstanceExited."""
+    resource_files: tuple[tuple[str, str, str | None], ...] = ()
+    """(http(s) URL, path relative to the task directory, fileMode) to download before the
+    process starts (multi-instance ``commonResourceFiles``)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -222,6 +222,9 @@ class NodeRecord:
     ip_address: str = "127.0.0.1"
     errors: list[ResizeErrorRecord] = field(default_factory=list)
     removing: bool = False
+    held_by_gang: bool = False
+    """An instance of a multi-instance task holds the whole node: nothing else is offered to
+    it, not even look-ahead (core.multi_instance)."""
     pending_action: str | None = None
     """reboot / reimage / deallocate waiting for the node's tasks to drain (core.nodes)."""
     users: list[NodeUserRecord] = field(default_factory=list)
@@ -336,6 +339,29 @@ class JobScheduleRecord:
 
 
 @dataclass(slots=True)
+class InstanceRecord:
+    """One instance of a multi-instance task's current (or last) attempt: 0 is the primary,
+    1..N-1 the subtasks (core.multi_instance). ``state``: ``offered`` (queued on its node),
+    ``running`` (its coordination command, or the primary's application command, runs),
+    ``coordinated`` (its coordination command succeeded; it holds its node until the task
+    ends), ``exited`` (its coordination command failed: the attempt is ending), ``completed``.
+    """
+
+    id: int
+    node_id: str
+    pool_id: str
+    state: str = "offered"
+    state_transition_time: datetime | None = None
+    previous_state: str | None = None
+    previous_state_transition_time: datetime | None = None
+    start_time: datetime | None = None
+    end_time: datetime | None = None
+    exit_code: int | None = None
+    result: str | None = None  # "success" | "failure"
+    failure_info: FailureInfoRecord | None = None
+
+
+@dataclass(slots=True)
 class TaskRecord:
     """A task. ``attempt`` increases on every start so stale exit reports are ignored."""
 
@@ -371,6 +397,9 @@ class TaskRecord:
     retention_s: float = 7 * 24 * 3600.0
     max_task_retry_count: int = 0
     stats: TaskStatsRecord | None = None
+    instances: list[InstanceRecord] | None = None
+    """Multi-instance tasks: the instances of the current (or last) attempt, primary first;
+    None for other tasks and before the first gang is placed."""
     version: int = 0
     etag: str = ""
 
