@@ -21,8 +21,10 @@ PARTIAL: dict[str, str] = {
                         "UnsupportedProperty; image and VM size are accepted and recorded",
     "Jobs_CreateJob": "job manager/preparation/release tasks, auto pools and task "
                       "dependencies answer 400 UnsupportedProperty",
-    "Tasks_CreateTask": "resource/output files, dependencies, multi-instance, containers and "
-                        "application packages answer 400 UnsupportedProperty; userIdentity: "
+    "Tasks_CreateTask": "resource/output files, dependencies, containers and application "
+                        "packages answer 400 UnsupportedProperty; multi-instance tasks run "
+                        "(docs/adr/0007): commonResourceFiles take httpUrl (http/https) only; "
+                        "userIdentity: "
                         "auto-users only (see docs/nodes.md), a username answers 400 "
                         "UnsupportedProperty",
     "Tasks_CreateTaskCollection": "as Tasks_CreateTask, per task",
@@ -69,7 +71,8 @@ PARTIAL: dict[str, str] = {
     "Jobs_ListJobPreparationAndReleaseTaskStatus": "jobs cannot have preparation/release "
                                                    "tasks yet, so every job answers 409 "
                                                    "JobPreparationTaskNotSpecified",
-    "Tasks_ListSubTasks": "tasks cannot be multi-instance yet: always an empty list",
+    "Tasks_ListSubTasks": "instances 1..N-1 of the task's current or last attempt; a subtask "
+                          "still offered to its node shows as preparing",
     "JobSchedules_CreateJobSchedule": "jobs are created on the schedule by the writer's "
                                       "once-a-second tick (at most a second late); "
                                       "jobSpecification refuses what Jobs_CreateJob refuses "

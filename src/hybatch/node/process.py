@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from hybatch.core.effects import TaskLaunch
-from hybatch.core.events import TaskExited
+from hybatch.core.events import InstanceExited, TaskExited
 from hybatch.core.records import FailureInfoRecord, ProcessUsage
 from hybatch.node.identity import hand_over
 from hybatch.node.layout import EXIT_RECORD_FILE, TaskPaths
@@ -326,6 +326,8 @@ class ExitRecord:
     timed_out: bool = False
     failure: FailureInfoRecord | None = None
     usage: ProcessUsage | None = None
+    instance: int | None = None
+    """The instance of a multi-instance task whose coordination command this was."""
 
     @classmethod
     def of(cls, launch: TaskLaunch, *, exit_code: int | None, start_time: datetime | None,
@@ -336,7 +338,7 @@ class ExitRecord:
         return cls(pool_id=launch.pool_id, node_id=launch.node_id, job_id=launch.job_id,
                    task_id=launch.task_id, attempt=launch.attempt, exit_code=exit_code,
                    start_time=start_time, end_time=end_time or utc_now(), timed_out=timed_out,
-                   failure=failure, usage=usage)
+                   failure=failure, usage=usage, instance=launch.instance)
 
     @classmethod
     def never_started(cls, launch: TaskLaunch, failure: FailureInfoRecord) -> ExitRecord:
@@ -355,6 +357,13 @@ class ExitRecord:
             failure=self.failure,
             usage=self.usage,
         )
+
+    def to_instance_event(self) -> InstanceExited:
+        """The report of a coordination command (``instance`` is set)."""
+        return InstanceExited(job_id=self.job_id, task_id=self.task_id, attempt=self.attempt,
+                              instance=self.instance or 0, exit_code=self.exit_code,
+                              start_time=self.start_time, end_time=self.end_time,
+                              failure=self.failure)
 
     def to_json(self) -> dict[str, object]:
         failure: dict[str, object] | None = None
@@ -385,6 +394,7 @@ class ExitRecord:
             "timedOut": self.timed_out,
             "failureInfo": failure,
             "usage": usage,
+            "instance": self.instance,
         }
 
     @classmethod
@@ -409,6 +419,7 @@ class ExitRecord:
             )
         start = data.get("startTime")
         exit_code = data.get("exitCode")
+        instance = data.get("instance")
         attempt = data["attempt"]
         if not isinstance(attempt, int) or not (exit_code is None or isinstance(exit_code, int)):
             raise ValueError("exit record has a malformed attempt or exit code")
@@ -424,6 +435,7 @@ class ExitRecord:
             timed_out=bool(data.get("timedOut", False)),
             failure=failure,
             usage=usage,
+            instance=instance if isinstance(instance, int) else None,
         )
 
 
