@@ -22,8 +22,12 @@ PARTIAL: dict[str, str] = {
                         "UnsupportedProperty; image and VM size are accepted and recorded",
     "Jobs_CreateJob": "job manager/preparation/release tasks, auto pools and task "
                       "dependencies answer 400 UnsupportedProperty",
-    "Tasks_CreateTask": "resource/output files, dependencies, multi-instance, containers and "
-                        "application packages answer 400 UnsupportedProperty",
+    "Tasks_CreateTask": "resource/output files, dependencies, containers and application "
+                        "packages answer 400 UnsupportedProperty; multi-instance tasks run "
+                        "(docs/adr/0007): commonResourceFiles take httpUrl (http/https) only; "
+                        "userIdentity: "
+                        "auto-users only (see docs/nodes.md), a username answers 400 "
+                        "UnsupportedProperty",
     "Tasks_CreateTaskCollection": "as Tasks_CreateTask, per task",
     "Jobs_ReplaceJob": "updates priority, maxParallelTasks, allowTaskPreemption, "
                        "onAllTasksComplete, constraints, poolInfo, metadata; an "
@@ -68,16 +72,17 @@ PARTIAL: dict[str, str] = {
     "Jobs_ListJobPreparationAndReleaseTaskStatus": "jobs cannot have preparation/release "
                                                    "tasks yet, so every job answers 409 "
                                                    "JobPreparationTaskNotSpecified",
-    "Tasks_ListSubTasks": "tasks cannot be multi-instance yet: always an empty list",
-    "JobSchedules_CreateJobSchedule": "stored and validated; no job is created on the schedule "
-                                      "yet (the timer is not built); jobSpecification refuses "
-                                      "what Jobs_CreateJob refuses (400 UnsupportedProperty)",
-    "JobSchedules_GetJobSchedule": "executionInfo.nextRunTime is when the first job is due "
-                                   "(doNotRunUntil, or creation/last schedule change); "
-                                   "$expand=stats is accepted but no stats are shown",
+    "Tasks_ListSubTasks": "instances 1..N-1 of the task's current or last attempt; a subtask "
+                          "still offered to its node shows as preparing",
+    "JobSchedules_CreateJobSchedule": "jobs are created on the schedule by the writer's "
+                                      "once-a-second tick (at most a second late); "
+                                      "jobSpecification refuses what Jobs_CreateJob refuses "
+                                      "(400 UnsupportedProperty)",
+    "JobSchedules_GetJobSchedule": "executionInfo.nextRunTime is the next run's due time (it "
+                                   "stays in the past while that run waits for the previous "
+                                   "job); $expand=stats is accepted but no stats are shown",
     "JobSchedules_ListJobSchedules": "as JobSchedules_GetJobSchedule",
-    "Jobs_ListJobsFromSchedule": "empty until jobs are created on the schedule; $expand=stats "
-                                 "is accepted but no stats are shown",
+    "Jobs_ListJobsFromSchedule": "$expand=stats is accepted but no stats are shown",
 }
 
 NOTES: tuple[str, ...] = (

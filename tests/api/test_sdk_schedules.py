@@ -21,7 +21,7 @@ from azure.core.exceptions import (
 )
 from azure.core.rest import HttpRequest
 
-from tests.support.server import ACCOUNT, KEY, ServerProcess
+from tests.support.server import ACCOUNT, KEY, ServerProcess, wait_for
 
 API_VERSION = "2025-06-01"
 
@@ -34,9 +34,13 @@ def _spec(pool_id: str = "some-pool", **extra: Any) -> m.BatchJobSpecification:
     return m.BatchJobSpecification(pool_info=m.BatchPoolInfo(pool_id=pool_id), **extra)
 
 
+FAR = datetime(2099, 1, 1, tzinfo=UTC)
+"""``doNotRunUntil`` of the schedules these tests create: the timer makes no job for them."""
+
+
 def _create(client: BatchClient, schedule_id: str, **extra: Any) -> None:
     extra.setdefault("schedule", m.BatchJobScheduleConfiguration(
-        recurrence_interval=timedelta(minutes=5)))
+        do_not_run_until=FAR, recurrence_interval=timedelta(minutes=5)))
     client.create_job_schedule(m.BatchJobScheduleCreateOptions(
         id=schedule_id, job_specification=_spec(), **extra))
 
@@ -93,12 +97,26 @@ def test_create_get_and_exists(client: BatchClient) -> None:
         client.job_schedule_exists(_uid("missing"))
 
 
-def test_a_schedule_due_at_once(client: BatchClient) -> None:
+def test_a_schedule_due_at_once_creates_its_job(client: BatchClient) -> None:
     schedule_id = _uid("now")
     _create(client, schedule_id, schedule=m.BatchJobScheduleConfiguration())
     got = client.get_job_schedule(schedule_id)
     assert got.schedule is None  # an empty schedule is not shown, as Batch does
-    assert got.execution_info.next_run_time == got.creation_time
+    # due at creation; the writer's next tick (within a second) creates the job
+    jobs = wait_for(lambda: list(client.list_jobs_from_schedule(schedule_id)), timeout=10,
+                    what="the schedule's job")
+    assert [j.id for j in jobs] == [f"{schedule_id}:job-1"]
+    assert jobs[0].pool_info.pool_id == "some-pool" and jobs[0].state == "active"
+    got = client.get_job_schedule(schedule_id)
+    assert got.execution_info.recent_job.id == f"{schedule_id}:job-1"
+    assert got.execution_info.next_run_time is None  # a single run, already made
+    assert got.state == "active"  # until its job completes
+    # 15.1 needs a non-empty options object here (an empty one fails client-side)
+    options = m._models.BatchJobTerminateOptions(termination_reason="done")
+    client.begin_terminate_job(jobs[0].id, options, polling_interval=0.2).result(timeout=30)
+    ended = wait_for(lambda: (s := client.get_job_schedule(schedule_id)).state == "completed"
+                     and s, timeout=10, what="the schedule completed")
+    assert ended.execution_info.end_time is not None
 
 
 def test_select_on_get(client: BatchClient) -> None:
@@ -229,8 +247,7 @@ def test_delete(client: BatchClient) -> None:
 
 def test_jobs_from_schedule(client: BatchClient) -> None:
     schedule_id = _uid("jobs")
-    _create(client, schedule_id)
-    # no job is created on the schedule yet (the timer is another issue): an empty list
+    _create(client, schedule_id)  # not due before 2099: no job
     assert list(client.list_jobs_from_schedule(schedule_id)) == []
     assert list(client.list_jobs_from_schedule(schedule_id, filter="state eq 'active'")) == []
     with pytest.raises(ResourceNotFoundError) as caught:

@@ -47,6 +47,8 @@ from hybatch.core.effects import (
 )
 from hybatch.core.events import (
     Event,
+    InstanceExited,
+    InstanceStarted,
     NodeLost,
     NodeReady,
     NodeReleased,
@@ -83,7 +85,7 @@ def _pickle_flat(*classes: type) -> None:
 _pickle_flat(TaskLaunch, ProvisionNode, ReleaseNode, KillTask, DeleteTaskFiles, RestartNode,
              TaskExited,
              TaskStarted, TaskLost, NodeReady, NodeLost, NodeReleased, FailureInfoRecord,
-             ProcessUsage)
+             ProcessUsage, InstanceStarted, InstanceExited)
 
 
 class AgentBackend:

@@ -21,7 +21,14 @@ from hybatch.core.effects import (
     RestartNode,
     TaskLaunch,
 )
-from hybatch.core.events import Event, NodeLost, NodeReady, NodeReleased, TaskExited
+from hybatch.core.events import (
+    Event,
+    InstanceExited,
+    NodeLost,
+    NodeReady,
+    NodeReleased,
+    TaskExited,
+)
 from hybatch.core.records import FailureInfoRecord
 from hybatch.ports import EventSink, FileInfo, NodeFiles
 
@@ -217,6 +224,17 @@ class FakeBackend:
             timed_out=timed_out,
             failure=failure,
         )
+        self.emit(event)
+        return event
+
+    def exit_instance(self, launch: TaskLaunch, exit_code: int | None = 0) -> InstanceExited:
+        """Report that a multi-instance task's coordination command (``launch.instance``)
+        ended."""
+        self.running.pop((launch.job_id, launch.task_id, launch.attempt), None)
+        end = _epoch()
+        event = InstanceExited(job_id=launch.job_id, task_id=launch.task_id,
+                               attempt=launch.attempt, instance=launch.instance or 0,
+                               exit_code=exit_code, start_time=end, end_time=end)
         self.emit(event)
         return event
 

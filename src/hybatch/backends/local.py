@@ -15,6 +15,7 @@ Imports: ports, core effects/events, node runtime.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -37,7 +38,15 @@ from hybatch.core.effects import (
     RestartNode,
     TaskLaunch,
 )
-from hybatch.core.events import Event, NodeLost, NodeReady, NodeReleased, TaskExited, TaskStarted
+from hybatch.core.events import (
+    Event,
+    InstanceStarted,
+    NodeLost,
+    NodeReady,
+    NodeReleased,
+    TaskExited,
+    TaskStarted,
+)
 from hybatch.core.records import FailureInfoRecord
 from hybatch.node.environment import (
     NodeContext,
@@ -46,6 +55,7 @@ from hybatch.node.environment import (
     task_environment,
 )
 from hybatch.node.host import HostNodes
+from hybatch.node.identity import IdentityError, TaskAccounts, account_environment
 from hybatch.node.layout import (
     APPLICATIONS_DIR,
     MOUNTS_DIR,
@@ -58,8 +68,11 @@ from hybatch.node.layout import (
 from hybatch.node.process import (
     CODE_KILLED_BEFORE_START,
     ExitRecord,
+    LaunchFailed,
+    prepare_task_dir,
 )
 from hybatch.node.service_logs import write_service_log
+from hybatch.node.staging import StagingError, stage
 from hybatch.node.supervisor import AttemptKey, TaskSupervisor, attempt_key, launch_key
 from hybatch.ports import EventSink, NodeFiles
 
@@ -143,6 +156,9 @@ class LocalBackend:
         its start time): half the events for short tasks."""
         self._grace = timeout_grace_s
         self._user = _current_user()
+        self._accounts = TaskAccounts(self._root)
+        self._staging: dict[AttemptKey, bool] = {}
+        """Attempts downloading their resource files -> whether a kill cancelled them."""
         self._lock = threading.Lock()
         self._nodes: dict[str, _Node] = {}
         self._sink: EventSink | None = None
@@ -349,6 +365,15 @@ class LocalBackend:
             self._work.put(lambda: self._report_unavailable(launch, why, "usererror"))
             return
         env = task_environment(node.env, paths, launch)
+        if launch.multi_instance:  # identical name on every node of the task, as on Batch
+            env["AZ_BATCH_TASK_SHARED_DIR"] = str(paths.task_dir)
+        if launch.user_identity:  # only tasks that name a userIdentity
+            try:
+                launch = self._with_account(launch, paths, env)
+            except IdentityError as exc:
+                why = f"The node could not provide the task's user identity: {exc}"
+                self._work.put(lambda: self._report_unavailable(launch, why))
+                return
         startable: list[Pending] = []
         with self._lock:
             if node.releasing or self._nodes.get(launch.node_id) is not node:
@@ -364,16 +389,69 @@ class LocalBackend:
             return
         self._run(startable)
 
+    def _with_account(self, launch: TaskLaunch, paths: TaskPaths,
+                      env: dict[str, str]) -> TaskLaunch:
+        """The launch with the OS account its identity maps to (node.identity), its
+        environment updated to match; unchanged when it runs as the node's own user."""
+        account = self._accounts.resolve(launch.user_identity, paths)
+        if account is None:
+            return launch
+        account_environment(env, account, paths)
+        return dataclasses.replace(launch, run_as=account)
+
     def _run(self, startable: list[Pending]) -> None:
         """Hand attempts that have their slots to the supervisor."""
         assert self._supervisor is not None
         for launch, paths, env in startable:
-            if not self._spawners:
+            if launch.resource_files:  # downloads first, on a thread of their own
+                self._stage(launch, paths, env)
+            elif not self._spawners:
                 self._supervisor.launch(launch, paths, env)
             else:
                 self._supervisor.submit(launch, paths, env)
 
+    def _stage(self, launch: TaskLaunch, paths: TaskPaths, env: dict[str, str]) -> None:
+        """Download the launch's resource files, then start it (never on the caller's thread:
+        the node agent's one thread must not wait for the network). A kill meanwhile cancels
+        the start; a failed download is the attempt's pre-processing error."""
+        key = launch_key(launch)
+        with self._lock:
+            self._staging[key] = False
+        threading.Thread(target=self._stage_then_start, args=(launch, paths, env),
+                         name="hybatch-stage", daemon=True).start()
+
+    def _stage_then_start(self, launch: TaskLaunch, paths: TaskPaths,
+                          env: dict[str, str]) -> None:
+        assert self._supervisor is not None
+        failure: FailureInfoRecord | None = None
+        try:
+            prepare_task_dir(paths)
+            stage(launch.resource_files, paths)
+        except StagingError as exc:
+            failure = exc.failure
+        except OSError as exc:
+            failure = FailureInfoRecord(category="servererror", code="ProcessStartFailed",
+                                        message=f"The node could not prepare the task "
+                                                f"directory: {exc}")
+        with self._lock:
+            cancelled = self._staging.pop(launch_key(launch), False)
+        if cancelled:
+            failure = FailureInfoRecord(category="usererror", code=CODE_KILLED_BEFORE_START,
+                                        message="The task was killed before its process "
+                                                "started")
+        if failure is not None:
+            self._supervisor.report_failure(LaunchFailed(launch, paths, failure))
+        elif not self._spawners:
+            self._supervisor.launch(launch, paths, env)
+        else:
+            self._supervisor.submit(launch, paths, env)
+
     def _on_start(self, launch: TaskLaunch, start_time: datetime) -> None:
+        if launch.instance is not None:  # a multi-instance task's coordination command
+            self._emit(InstanceStarted(job_id=launch.job_id, task_id=launch.task_id,
+                                       attempt=launch.attempt, instance=launch.instance,
+                                       start_time=start_time))
+            return
         self._emit(TaskStarted(job_id=launch.job_id, task_id=launch.task_id,
                                attempt=launch.attempt, start_time=start_time))
 
@@ -393,9 +471,12 @@ class LocalBackend:
         with self._lock:
             node = self._nodes.get(effect.node_id)
             dropped = _drop_waiting(node, {key}) if node is not None else []
+            staging = key in self._staging
+            if staging:
+                self._staging[key] = True  # reported killed once its download ends
         for pending in dropped:
             self._report_never_started(pending)
-        if not dropped:
+        if not dropped and not staging:
             assert self._supervisor is not None
             self._supervisor.kill(key)
 
@@ -440,7 +521,8 @@ class LocalBackend:
         slots and start what waits for them *before* reporting, so the node never idles
         waiting for the service to hear about the exit."""
         if not accepted:
-            self._emit(record.to_event())
+            self._emit(record.to_event() if record.instance is None
+                       else record.to_instance_event())
             return
         key = attempt_key(record.node_id, record.job_id, record.task_id, record.attempt)
         releasing = False
@@ -458,7 +540,7 @@ class LocalBackend:
                     startable = _take_startable(node)
                 releasing = node.releasing and node.outstanding == 0
         self._run(startable)
-        self._emit(record.to_event())
+        self._emit(record.to_event() if record.instance is None else record.to_instance_event())
         if releasing:
             self._maybe_released(record.node_id)
 

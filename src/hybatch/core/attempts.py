@@ -32,5 +32,12 @@ def kill_attempt(ctx: Ctx, task: TaskRecord, reason: str) -> None:
     if pending is None or _PRECEDENCE[reason] >= _PRECEDENCE[pending]:
         task.kill_requested = reason
     ctx.state.touch(task, ctx.now)
+    if task.instances is not None:  # a multi-instance task: every live instance
+        for instance in task.instances:
+            if instance.state in ("offered", "running"):
+                ctx.effects.append(KillTask(pool_id=instance.pool_id, node_id=instance.node_id,
+                                            job_id=task.job_id, task_id=task.id,
+                                            attempt=task.attempt))
+        return
     ctx.effects.append(KillTask(pool_id=task.pool_id or "", node_id=task.node_id,
                                 job_id=task.job_id, task_id=task.id, attempt=task.attempt))

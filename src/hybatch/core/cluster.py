@@ -247,6 +247,23 @@ class ClusterState:
                 problems.append(f"task {task.key} offered but {task.state}")
             if not task.in_flight:
                 continue
+            if task.instances is not None:  # a multi-instance task: one slot per instance
+                for instance in task.instances:
+                    if instance.state == "completed":
+                        continue
+                    ik = instance.node_id.lower()
+                    if ik not in self.nodes:
+                        problems.append(f"task {task.key} instance on missing node {ik}")
+                        continue
+                    placed.setdefault(ik, set()).add(task.key)
+                    if instance.state == "offered":
+                        offered_slots[ik] = offered_slots.get(ik, 0) + 1
+                    else:
+                        running_slots[ik] = running_slots.get(ik, 0) + 1
+                        running[ik] = running.get(ik, 0) + 1
+                if task.offered != all(i.state == "offered" for i in task.instances):
+                    problems.append(f"task {task.key} offered flag disagrees with instances")
+                continue
             if task.node_id is None or task.node_id.lower() not in self.nodes:
                 problems.append(f"task {task.key} in flight on missing node {task.node_id}")
                 continue

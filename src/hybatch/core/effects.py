@@ -23,6 +23,20 @@ class TaskLaunch:
     environment: tuple[tuple[str, str], ...]
     max_wall_clock_s: float | None
     required_slots: int = 1
+    user_identity: str = ""
+    """"" runs as the service's own user; else ``"<scope>:<elevation>"`` of the task's
+    ``userIdentity.autoUser`` (core.user_identity)."""
+    run_as: tuple[int, int, str] | None = None
+    """Set by the node, never by the core: the OS account (uid, gid, name) it resolved for
+    ``user_identity`` (None: the node's own user)."""
+    multi_instance: bool = False
+    """The launch belongs to a multi-instance task (the node sets AZ_BATCH_TASK_SHARED_DIR)."""
+    instance: int | None = None
+    """Set on the coordination launches of a multi-instance task: which instance (0 is the
+    primary). The node reports them as InstanceStarted/InstanceExited."""
+    resource_files: tuple[tuple[str, str, str | None], ...] = ()
+    """(http(s) URL, path relative to the task directory, fileMode) to download before the
+    process starts (multi-instance ``commonResourceFiles``)."""
 
 
 @dataclass(frozen=True, slots=True)

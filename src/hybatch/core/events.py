@@ -72,8 +72,34 @@ class TaskLost:
 
 
 @dataclass(frozen=True, slots=True)
+class InstanceStarted:
+    """A node started one instance's coordination command (multi-instance tasks)."""
+
+    job_id: str
+    task_id: str
+    attempt: int
+    instance: int
+    start_time: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceExited:
+    """One instance's coordination command ended (fields as for TaskExited)."""
+
+    job_id: str
+    task_id: str
+    attempt: int
+    instance: int
+    exit_code: int | None
+    start_time: datetime | None
+    end_time: datetime
+    failure: FailureInfoRecord | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Tick:
     """A timer fired: re-evaluate time-based facts (resize timeouts, retention, ...)."""
 
 
-Event = NodeReady | NodeLost | NodeReleased | TaskStarted | TaskExited | TaskLost | Tick
+Event = (NodeReady | NodeLost | NodeReleased | TaskStarted | TaskExited | TaskLost | Tick
+         | InstanceStarted | InstanceExited)

@@ -17,7 +17,17 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from hybatch.core import jobs, nodes, pool_update, pools, schedules, tasks, usage
+from hybatch.core import (
+    jobs,
+    multi_instance,
+    nodes,
+    pool_update,
+    pools,
+    schedule_timer,
+    schedules,
+    tasks,
+    usage,
+)
 from hybatch.core.cluster import ChangeSet, ClusterState
 from hybatch.core.commands import (
     AddTasks,
@@ -55,6 +65,8 @@ from hybatch.core.context import Ctx, NodeIds
 from hybatch.core.effects import Effect
 from hybatch.core.events import (
     Event,
+    InstanceExited,
+    InstanceStarted,
     NodeLost,
     NodeReady,
     NodeReleased,
@@ -76,9 +88,11 @@ class Outcome:
 
 
 def _tick(ctx: Ctx, event: Tick) -> None:
-    """Time-based checks: close ended usage intervals, re-run placement."""
+    """Time-based checks: close ended usage intervals, create due scheduled jobs, re-run
+    placement."""
     usage.roll_all(ctx)
     ctx.state.save_ticked_pools()
+    schedule_timer.run_due(ctx)
     ctx.state.pools_to_place.update(ctx.state.pools)
 
 
@@ -118,6 +132,8 @@ _HANDLERS: dict[type, Callable[[Ctx, Any], object]] = {
     TaskStarted: tasks.on_task_started,
     TaskExited: tasks.on_task_exited,
     TaskLost: tasks.on_task_lost,
+    InstanceStarted: multi_instance.on_instance_started,
+    InstanceExited: multi_instance.on_instance_exited,
     Tick: _tick,
 }
 
@@ -153,6 +169,7 @@ class BatchCore:
             node.running_tasks = 0
             node.running_task_slots = 0
             node.offered_slots = 0
+            node.held_by_gang = False
             state.nodes[node.key] = node
         for job in job_records:
             state.jobs[job.key] = job
@@ -164,7 +181,10 @@ class BatchCore:
             owner = state.jobs.get(task.key[0])
             if owner is None:
                 continue
-            if task.in_flight:
+            if task.in_flight and task.instances is not None:
+                multi_instance.restore_accounting(state, task)
+                state.running[owner.key].add(task.key)
+            elif task.in_flight:
                 host = state.nodes.get((task.node_id or "").lower())
                 if host is not None:
                     host.task_keys.append(task.key)

@@ -16,6 +16,7 @@ Imports: core modules.
 
 from __future__ import annotations
 
+from hybatch.core import multi_instance
 from hybatch.core import tasks as task_rules
 from hybatch.core.context import Ctx
 from hybatch.core.records import JobRecord, NodeRecord, PoolRecord
@@ -39,7 +40,7 @@ def _usable(node: NodeRecord) -> bool:
 
 
 def _place_on_pool(ctx: Ctx, pool: PoolRecord) -> None:
-    nodes = [n for n in ctx.state.nodes_of(pool.key) if _usable(n)]
+    nodes = [n for n in ctx.state.nodes_of(pool.key) if _usable(n) and not n.held_by_gang]
     if not nodes:
         return
     jobs = sorted((j for j in ctx.state.jobs_on(pool.key)
@@ -68,6 +69,17 @@ def _place_job(ctx: Ctx, job: JobRecord, nodes: list[NodeRecord], pack: bool,
         task = ctx.state.tasks.get(key)
         if task is None or task.state != "active" or task.offered:
             ready.popleft()
+            continue
+        if task.spec.multi_instance_settings is not None:
+            gang = multi_instance.choose_gang(ctx, task, nodes)
+            if gang is None:
+                return True  # all or none: it waits at the head of its job's queue
+            ready.popleft()
+            multi_instance.offer_gang(ctx, job, task, gang)
+            for held in gang:
+                nodes.remove(held)
+            if not nodes:
+                return False
             continue
         node = _choose(nodes, task.required_slots, pack, lookahead)
         if node is None:

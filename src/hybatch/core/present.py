@@ -394,9 +394,35 @@ def present_job_node(job: JobRecord, entry: JobNodeRecord, base_url: str) -> Wir
     return out
 
 
-def present_subtasks(task: TaskRecord) -> list[Wire]:
-    """BatchSubtask entries (instances 1..N-1 of a multi-instance task). Only multi-instance
-    tasks have subtasks, and this server does not accept those yet (creation answers
-    UnsupportedProperty), so every task has none: an empty list, as Batch answers for a
-    task that is not multi-instance."""
-    return []
+_SUBTASK_STATES = {"offered": "preparing", "running": "running", "coordinated": "running",
+                   "exited": "running", "completed": "completed"}
+
+
+def present_subtasks(task: TaskRecord, base_url: str = "") -> list[Wire]:
+    """BatchSubtask entries: instances 1..N-1 of a multi-instance task's current (or last)
+    attempt (the primary is the task itself). Other tasks have none: an empty list, as
+    Batch answers."""
+    out: list[Wire] = []
+    for instance in (task.instances or [])[1:]:
+        node_url = f"{base_url}/pools/{seg(instance.pool_id)}/nodes/{seg(instance.node_id)}"
+        task_dir = f"workitems/{task.job_id}/job-1/{task.id}"
+        previous = instance.previous_state
+        out.append(_clean({
+            "id": instance.id,
+            "nodeInfo": {
+                "affinityId": f"TVM:{instance.node_id}", "nodeUrl": node_url,
+                "poolId": instance.pool_id, "nodeId": instance.node_id,
+                "taskRootDirectory": task_dir,
+                "taskRootDirectoryUrl": f"{node_url}/files/{seg(task_dir)}",
+            },
+            "startTime": iso(instance.start_time),
+            "endTime": iso(instance.end_time) if instance.state == "completed" else None,
+            "exitCode": instance.exit_code if instance.state != "offered" else None,
+            "failureInfo": _failure(instance.failure_info),
+            "state": _SUBTASK_STATES[instance.state],
+            "stateTransitionTime": iso(instance.state_transition_time),
+            "previousState": _SUBTASK_STATES[previous] if previous else None,
+            "previousStateTransitionTime": iso(instance.previous_state_transition_time),
+            "result": instance.result if instance.state == "completed" else None,
+        }))
+    return out

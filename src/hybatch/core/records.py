@@ -222,6 +222,9 @@ class NodeRecord:
     ip_address: str = "127.0.0.1"
     errors: list[ResizeErrorRecord] = field(default_factory=list)
     removing: bool = False
+    held_by_gang: bool = False
+    """An instance of a multi-instance task holds the whole node: nothing else is offered to
+    it, not even look-ahead (core.multi_instance)."""
     pending_action: str | None = None
     """reboot / reimage / deallocate waiting for the node's tasks to drain (core.nodes)."""
     users: list[NodeUserRecord] = field(default_factory=list)
@@ -310,8 +313,9 @@ class JobRecord:
 class JobScheduleRecord:
     """A job schedule. ``spec`` is the create body; PATCH/PUT replace its ``schedule``,
     ``jobSpecification`` and ``metadata``. ``next_run_time`` is kept by the core (see
-    :func:`hybatch.core.schedules.next_run_time`); ``recent_job_id`` names the latest job the
-    schedule created."""
+    :func:`hybatch.core.schedules.next_run_time` and :mod:`hybatch.core.schedule_timer`): the
+    due time of the next run, which stays in the past while that run waits for the previous
+    job; ``recent_job_id`` names the latest job the schedule created."""
 
     id: str
     spec: BatchJobScheduleCreateOptions
@@ -324,12 +328,37 @@ class JobScheduleRecord:
     next_run_time: datetime | None = None
     recent_job_id: str | None = None
     end_time: datetime | None = None
+    jobs_created: int = 0
+    """How many jobs the schedule has created: the ``n`` of the next ``{id}:job-{n}`` - 1."""
     version: int = 0
     etag: str = ""
 
     @property
     def key(self) -> str:
         return self.id.lower()
+
+
+@dataclass(slots=True)
+class InstanceRecord:
+    """One instance of a multi-instance task's current (or last) attempt: 0 is the primary,
+    1..N-1 the subtasks (core.multi_instance). ``state``: ``offered`` (queued on its node),
+    ``running`` (its coordination command, or the primary's application command, runs),
+    ``coordinated`` (its coordination command succeeded; it holds its node until the task
+    ends), ``exited`` (its coordination command failed: the attempt is ending), ``completed``.
+    """
+
+    id: int
+    node_id: str
+    pool_id: str
+    state: str = "offered"
+    state_transition_time: datetime | None = None
+    previous_state: str | None = None
+    previous_state_transition_time: datetime | None = None
+    start_time: datetime | None = None
+    end_time: datetime | None = None
+    exit_code: int | None = None
+    result: str | None = None  # "success" | "failure"
+    failure_info: FailureInfoRecord | None = None
 
 
 @dataclass(slots=True)
@@ -368,6 +397,9 @@ class TaskRecord:
     retention_s: float = 7 * 24 * 3600.0
     max_task_retry_count: int = 0
     stats: TaskStatsRecord | None = None
+    instances: list[InstanceRecord] | None = None
+    """Multi-instance tasks: the instances of the current (or last) attempt, primary first;
+    None for other tasks and before the first gang is placed."""
     version: int = 0
     etag: str = ""
 

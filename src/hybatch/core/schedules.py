@@ -21,10 +21,10 @@ delete                  any                        deleting -> gone (idempotent 
 Refusals: ``JobScheduleBeingDeleted`` (deleting), ``JobScheduleBeingTerminated``
 (terminating), ``JobScheduleCompleted`` (completed).
 
-Creating jobs on the recurrence is not built here (that is the timer's work, issue "job
-schedule timing"): this module only keeps ``next_run_time`` as a pure function of the
-schedule and the time it was set (see :func:`next_run_time`). Jobs a schedule created carry
-``JobRecord.job_schedule_id``; terminate and delete act on them.
+Creating jobs on the recurrence is the timer's work (:mod:`hybatch.core.schedule_timer`,
+run on every Tick): this module sets ``next_run_time`` when the schedule is created or its
+``schedule`` replaced (see :func:`next_run_time`), and the timer moves it along. Jobs a
+schedule created carry ``JobRecord.job_schedule_id``; terminate and delete act on them.
 
 Imports: standard library, core modules, wire models.
 """
@@ -158,8 +158,8 @@ def next_run_time(config: BatchJobScheduleConfiguration, since: datetime) -> dat
 
     That is ``doNotRunUntil`` when it is later than ``since``, else ``since`` itself (the
     schedule is ready at once); None when that moment is after ``doNotRunAfter`` (no job will
-    ever be created). The recurrence only matters after a job was created, which the timer
-    that creates jobs (not built yet) will account for when it moves this forward.
+    ever be created). The recurrence only matters after a job was created: the timer
+    (:mod:`hybatch.core.schedule_timer`) moves this forward on its grid.
     """
     due = since
     until = config.do_not_run_until

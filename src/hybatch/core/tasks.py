@@ -14,8 +14,8 @@ from collections import deque
 from datetime import datetime
 
 from hybatch.core import jobs as job_rules
+from hybatch.core import multi_instance, stats, user_identity
 from hybatch.core import nodes as node_rules
-from hybatch.core import stats
 from hybatch.core.attempts import (
     KILL_DELETE,
     KILL_JOB_TERMINATE,
@@ -134,8 +134,7 @@ def validate_task_spec(spec: BatchTaskCreateOptions, job: JobRecord) -> None:
                     -1, 100)
     if spec.depends_on is not None:
         raise unsupported("Task dependencies", "dependsOn")
-    if spec.multi_instance_settings is not None:
-        raise unsupported("Multi-instance tasks", "multiInstanceSettings")
+    multi_instance.validate(spec)
     if spec.resource_files:
         raise unsupported("Resource files", "resourceFiles")
     if spec.output_files:
@@ -144,6 +143,7 @@ def validate_task_spec(spec: BatchTaskCreateOptions, job: JobRecord) -> None:
         raise unsupported("Container tasks", "containerSettings")
     if spec.application_package_references:
         raise unsupported("Application packages", "applicationPackageReferences")
+    user_identity.validate(spec.user_identity)
 
 
 def add_tasks(ctx: Ctx, cmd: AddTasks) -> list[DomainError | TaskRecord]:
@@ -217,6 +217,7 @@ def offer_to_node(ctx: Ctx, job: JobRecord, task: TaskRecord, node: NodeRecord) 
         pool_id=node.pool_id, node_id=node.id, job_id=job.id, task_id=task.id,
         attempt=task.attempt, command_line=task.spec.command_line, environment=tuple(env),
         max_wall_clock_s=task.max_wall_clock_s, required_slots=task.required_slots,
+        user_identity=user_identity.launch_code(task.spec.user_identity),
     )))
 
 
@@ -247,6 +248,8 @@ def _mark_started(ctx: Ctx, job: JobRecord, task: TaskRecord, start_time: dateti
 
 def _release_slot(ctx: Ctx, task: TaskRecord) -> NodeRecord | None:
     """Free the task's slots on its node; returns the node (if it still exists)."""
+    if task.instances is not None:  # a multi-instance task holds several nodes
+        return multi_instance.release_gang(ctx, task)
     ctx.state.running.get(task.job_id.lower(), set()).discard(task.key)
     node = ctx.state.nodes.get((task.node_id or "").lower())
     if node is None:

@@ -27,6 +27,8 @@ WORKING_DIR = "wd"
 STDOUT_FILE = "stdout.txt"
 STDERR_FILE = "stderr.txt"
 EXIT_RECORD_FILE = "exit.json"
+SHARED_DIR_MODE = 0o1777
+"""``shared/`` is read/write for every task on the node (sticky, as /tmp)."""
 
 _TOP_LEVEL = (SHARED_DIR, STARTUP_DIR, APPLICATIONS_DIR, MOUNTS_DIR, WORKITEMS_DIR, VOLATILE_DIR)
 
@@ -103,6 +105,7 @@ class NodeLayout:
         for name in _TOP_LEVEL:
             os.makedirs(self.root / name, exist_ok=True)
         os.makedirs(self.startup_wd, exist_ok=True)
+        os.chmod(self.shared, SHARED_DIR_MODE)  # every task's account may write there
 
     def job_dir(self, job_id: str) -> Path:
         return self.root / WORKITEMS_DIR / check_path_id(job_id, "job id") / JOB_DIR_NAME

@@ -30,10 +30,12 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from hybatch.core.effects import TaskLaunch
-from hybatch.core.events import TaskExited
+from hybatch.core.events import InstanceExited, TaskExited
 from hybatch.core.records import FailureInfoRecord, ProcessUsage
+from hybatch.node.identity import hand_over
 from hybatch.node.layout import EXIT_RECORD_FILE, TaskPaths
 
 # --------------------------------------------------------------------------- failure codes
@@ -147,21 +149,27 @@ class LaunchFailed:
     failure: FailureInfoRecord
 
 
+TASK_DIR_MODE = 0o700
+
+
 def open_output(path: Path) -> int:
-    """An append-mode descriptor for stdout.txt/stderr.txt (retries append, as Batch does)."""
-    return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    """An append-mode descriptor for stdout.txt/stderr.txt (retries append, as Batch does);
+    readable by its owner only (node.identity)."""
+    return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
 
 
 def prepare_task_dir(paths: TaskPaths) -> None:
     """Create the task directory and ``wd``; on a retry, drop the previous attempt's record.
 
     Ordered so that a new task costs two mkdirs and nothing else (metadata operations are what
-    a loaded disk makes slow).
+    a loaded disk makes slow). The task directory is its owner's only (``0700``, given to
+    ``mkdir``: no extra call): other tasks' accounts cannot look in (node.identity).
     """
     try:
-        os.mkdir(paths.task_dir)
+        os.mkdir(paths.task_dir, TASK_DIR_MODE)
     except FileNotFoundError:
-        os.makedirs(paths.task_dir, exist_ok=True)  # first task of the job on this node
+        # first task of the job on this node
+        os.makedirs(paths.task_dir, TASK_DIR_MODE, exist_ok=True)
     except FileExistsError:
         os.makedirs(paths.wd, exist_ok=True)
         with contextlib.suppress(FileNotFoundError):
@@ -200,6 +208,14 @@ def spawn(
         except OSError:
             os.close(out_fd)
             raise
+        run_as = launch.run_as
+        if run_as is not None:  # only tasks with a userIdentity the node switches to
+            try:
+                hand_over(paths, run_as)
+            except OSError:
+                os.close(out_fd)
+                os.close(err_fd)
+                raise
     except OSError as exc:
         return LaunchFailed(
             launch,
@@ -212,6 +228,8 @@ def spawn(
         )
     start_time = utc_now()
     start_monotonic = time.monotonic()
+    account: dict[str, Any] = {} if run_as is None else {
+        "user": run_as[0], "group": run_as[1], "extra_groups": []}
     try:
         popen = subprocess.Popen(
             argv,
@@ -222,6 +240,7 @@ def spawn(
             stderr=err_fd,
             close_fds=True,
             process_group=0,
+            **account,
         )
     except OSError as exc:
         return LaunchFailed(launch, paths, launch_failure(exc, argv[0]))
@@ -307,6 +326,8 @@ class ExitRecord:
     timed_out: bool = False
     failure: FailureInfoRecord | None = None
     usage: ProcessUsage | None = None
+    instance: int | None = None
+    """The instance of a multi-instance task whose coordination command this was."""
 
     @classmethod
     def of(cls, launch: TaskLaunch, *, exit_code: int | None, start_time: datetime | None,
@@ -317,7 +338,7 @@ class ExitRecord:
         return cls(pool_id=launch.pool_id, node_id=launch.node_id, job_id=launch.job_id,
                    task_id=launch.task_id, attempt=launch.attempt, exit_code=exit_code,
                    start_time=start_time, end_time=end_time or utc_now(), timed_out=timed_out,
-                   failure=failure, usage=usage)
+                   failure=failure, usage=usage, instance=launch.instance)
 
     @classmethod
     def never_started(cls, launch: TaskLaunch, failure: FailureInfoRecord) -> ExitRecord:
@@ -336,6 +357,13 @@ class ExitRecord:
             failure=self.failure,
             usage=self.usage,
         )
+
+    def to_instance_event(self) -> InstanceExited:
+        """The report of a coordination command (``instance`` is set)."""
+        return InstanceExited(job_id=self.job_id, task_id=self.task_id, attempt=self.attempt,
+                              instance=self.instance or 0, exit_code=self.exit_code,
+                              start_time=self.start_time, end_time=self.end_time,
+                              failure=self.failure)
 
     def to_json(self) -> dict[str, object]:
         failure: dict[str, object] | None = None
@@ -366,6 +394,7 @@ class ExitRecord:
             "timedOut": self.timed_out,
             "failureInfo": failure,
             "usage": usage,
+            "instance": self.instance,
         }
 
     @classmethod
@@ -390,6 +419,7 @@ class ExitRecord:
             )
         start = data.get("startTime")
         exit_code = data.get("exitCode")
+        instance = data.get("instance")
         attempt = data["attempt"]
         if not isinstance(attempt, int) or not (exit_code is None or isinstance(exit_code, int)):
             raise ValueError("exit record has a malformed attempt or exit code")
@@ -405,6 +435,7 @@ class ExitRecord:
             timed_out=bool(data.get("timedOut", False)),
             failure=failure,
             usage=usage,
+            instance=instance if isinstance(instance, int) else None,
         )
 
 

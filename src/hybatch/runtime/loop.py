@@ -109,6 +109,7 @@ class WriterLoop:
                 first = self._inbox.get(timeout=max(0.0, next_tick - time.monotonic()))
             except queue.Empty:
                 first = _Item(Tick(), None, None)
+                next_tick = time.monotonic() + self._tick
             if first is None:
                 if self._stopping:
                     return

@@ -36,6 +36,9 @@ def recover(core: BatchCore, store: Store, backend: ComputeBackend) -> list[Even
     for task in tasks:
         if not task.in_flight or task.node_id is None:
             continue
+        if task.instances is not None:  # a gang's phases are not recorded: run it again
+            events.append(TaskLost(job_id=task.job_id, task_id=task.id, attempt=task.attempt))
+            continue
         exited = backend.collect_exit(task.pool_id or "", task.node_id, task.job_id, task.id,
                                       task.attempt)
         events.append(exited if exited is not None

@@ -444,7 +444,7 @@ class BatchService:
 
     def list_subtasks(self, job_id: str, task_id: str) -> Listing:
         """A task's subtasks (multi-instance tasks only; others have none)."""
-        return Listing(present_subtasks(self._task(job_id, task_id)), None)
+        return Listing(present_subtasks(self._task(job_id, task_id), self.base_url), None)
 
     # ------------------------------------------------------------------ files
 

@@ -38,6 +38,7 @@ from hybatch.core.effects import (
 )
 from hybatch.core.errors import DomainError
 from hybatch.core.events import (
+    InstanceStarted,
     NodeLost,
     NodeReady,
     NodeReleased,
@@ -192,6 +193,11 @@ class Sim:
             queue.pop(0)
             self.last_started.append(launch)
             self.busy[node_id] = self.busy.get(node_id, 0) + launch.required_slots
+            if launch.instance is not None:  # a multi-instance task's coordination command
+                self._handle(InstanceStarted(job_id=launch.job_id, task_id=launch.task_id,
+                                             attempt=launch.attempt, instance=launch.instance,
+                                             start_time=self.now))
+                return True
             self._handle(TaskStarted(job_id=launch.job_id, task_id=launch.task_id,
                                      attempt=launch.attempt, start_time=self.now))
             return True

@@ -1,10 +1,10 @@
-"""Hypothesis state machine for job schedules: random schedule commands, jobs created on a
-schedule (as the schedule timer will), task exits and ticks against one ``BatchCore``.
+"""Hypothesis state machine for job schedules: random schedule commands, time passing (the
+schedule timer creating jobs), task exits and ticks against one ``BatchCore``.
 
 After every step: each schedule is in a Batch state; a terminating schedule still has an
 unfinished job and a deleting one still has a job (otherwise it would have settled); no job
-names a schedule that is gone; ``completed`` only ever leads to ``deleting``; the cluster
-invariants hold; a refused command changed nothing.
+names a schedule that is gone; a schedule has at most one active job; ``completed`` only ever
+leads to ``deleting``; the cluster invariants hold; a refused command changed nothing.
 """
 
 from __future__ import annotations
@@ -27,13 +27,12 @@ from hybatch.core.commands import (
 from hybatch.core.effects import KillTask
 from hybatch.core.errors import DomainError
 from hybatch.core.events import Tick
-from hybatch.core.records import JobRecord
 from hybatch.schema import (
     BatchJobScheduleConfiguration,
     BatchJobScheduleCreateOptions,
     BatchJobSpecification,
 )
-from tests.unit.core.core_sim import Sim, job_spec, snapshot, task_spec
+from tests.unit.core.core_sim import Sim, snapshot, task_spec
 
 SCHEDULE_IDS = st.sampled_from(["s0", "S0", "s1", "s2"])
 INTERVALS = st.sampled_from([None, "PT1M", "PT5M", "P1D", "PT30S"])
@@ -52,7 +51,6 @@ class Schedules(RuleBasedStateMachine):
         super().__init__()
         self.sim = Sim()
         self.seen_completed: set[str] = set()
-        self.job_numbers = 0
 
     @initialize()
     def pool_and_schedules(self) -> None:
@@ -101,26 +99,18 @@ class Schedules(RuleBasedStateMachine):
     def delete(self, schedule_id: str) -> None:
         self._try(DeleteJobSchedule(schedule_id))
 
-    @rule(schedule_id=SCHEDULE_IDS, tasks=st.integers(0, 3))
-    def job_from_schedule(self, schedule_id: str, tasks: int) -> None:
-        """What the schedule timer (another issue) will do: one job per active schedule."""
-        state = self.sim.core.state
-        schedule = state.job_schedules.get(schedule_id.lower())
-        if schedule is None or schedule.state != "active":
-            return
-        if any(j.state not in ("completed", "deleting")
-               for j in state.jobs_of_schedule(schedule.key)):
-            return  # at most one active job per schedule
-        self.job_numbers += 1
-        job_id = f"{schedule.id}:job-{self.job_numbers}"
-        state.job_seq += 1
-        state.add_job(JobRecord(id=job_id, spec=job_spec(job_id, "p"),
-                                creation_time=self.sim.now, seq=state.job_seq,
-                                state_transition_time=self.sim.now, start_time=self.sim.now,
-                                job_schedule_id=schedule.id), self.sim.now)
-        schedule.recent_job_id = job_id
-        if tasks:
-            self.sim.tasks(job_id, *(task_spec(f"t{i}") for i in range(tasks)))
+    @rule(seconds=st.sampled_from([1, 30, 61, 300, 86400]), tasks=st.integers(0, 3))
+    def timer(self, seconds: int, tasks: int) -> None:
+        """Time passes and the timer runs (a Tick); tasks go to the jobs it created."""
+        before = set(self.sim.core.state.jobs)
+        self.sim.advance(seconds)
+        self.sim.send(Tick())
+        for key in sorted(set(self.sim.core.state.jobs) - before):
+            job = self.sim.core.state.jobs[key]
+            assert job.job_schedule_id is not None
+            event("the timer created a job")
+            if tasks and job.state == "active":
+                self.sim.tasks(job.id, *(task_spec(f"t{i}") for i in range(tasks)))
 
     @rule(data=st.data())
     def end_a_job(self, data: st.DataObject) -> None:
@@ -170,6 +160,11 @@ class Schedules(RuleBasedStateMachine):
         for job in state.jobs.values():
             if job.job_schedule_id is not None:
                 assert job.job_schedule_id.lower() in state.job_schedules
+        for key in state.job_schedules:
+            # at most one active job per schedule
+            active = [j for j in state.jobs_of_schedule(key)
+                      if j.state not in ("completed", "deleting")]
+            assert len(active) <= 1, [j.id for j in active]
         self.seen_completed &= set(state.job_schedules)
         problems = state.validate()
         assert not problems, problems

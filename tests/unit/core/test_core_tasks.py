@@ -427,7 +427,8 @@ def test_more_than_100_tasks_are_rejected_whole(sim: Sim) -> None:
 
 @pytest.mark.parametrize("body", [
     {"dependsOn": {"taskIds": ["x"]}},
-    {"multiInstanceSettings": {"numberOfInstances": 2, "coordinationCommandLine": "x"}},
+    {"multiInstanceSettings": {"numberOfInstances": 2, "coordinationCommandLine": "x",
+                               "commonResourceFiles": [{"storageContainerUrl": "https://c"}]}},
     {"resourceFiles": [{"httpUrl": "https://example.com/x", "filePath": "x"}]},
 ])
 def test_unsupported_task_features_are_reported(sim: Sim, body: dict[str, Any]) -> None:
