@@ -17,10 +17,14 @@ ROOT = Path(__file__).resolve().parents[1]
 TARGET = ROOT / "docs" / "coverage.md"
 
 PARTIAL: dict[str, str] = {
-    "Pools_CreatePool": "autoscale, start task and mount configuration answer 400 "
-                        "UnsupportedProperty; image and VM size are accepted and recorded",
-    "Jobs_CreateJob": "job manager/preparation/release tasks, auto pools and task "
-                      "dependencies answer 400 UnsupportedProperty",
+    "Pools_CreatePool": "autoscale and mount configuration answer 400 UnsupportedProperty; "
+                        "image and VM size are accepted and recorded; a start task's "
+                        "resource files or container answer 400 UnsupportedProperty (see "
+                        "Node and job tasks below)",
+    "Jobs_CreateJob": "auto pools and task dependencies answer 400 UnsupportedProperty; "
+                      "job manager/preparation/release tasks run (see Node and job tasks "
+                      "below), their resource files, output files, containers and "
+                      "application packages answer 400 UnsupportedProperty",
     "Tasks_CreateTask": "resource/output files, dependencies, multi-instance, containers and "
                         "application packages answer 400 UnsupportedProperty",
     "Tasks_CreateTaskCollection": "as Tasks_CreateTask, per task",
@@ -31,16 +35,18 @@ PARTIAL: dict[str, str] = {
     "Pools_ListSupportedImages": "a fixed list of Linux images",
     "Applications_ListApplications": "no application packages: always empty",
     "Applications_GetApplication": "always ApplicationNotFound",
-    "Pools_UpdatePool": "startTask, application packages and mounts answer 400 "
-                        "UnsupportedProperty; fields other than startTask, metadata, packages "
-                        "and certificates change only while the pool has no nodes (else 409)",
-    "Pools_ReplacePoolProperties": "a startTask or application packages answer 400 "
-                                   "UnsupportedProperty; certificateReferences may be omitted",
+    "Pools_UpdatePool": "application packages and mounts answer 400 UnsupportedProperty; a "
+                        "new startTask runs on nodes as they join, reboot or are reimaged; "
+                        "fields other than startTask, metadata, packages and certificates "
+                        "change only while the pool has no nodes (else 409)",
+    "Pools_ReplacePoolProperties": "application packages answer 400 UnsupportedProperty; "
+                                   "certificateReferences may be omitted",
     "Pools_ListPoolUsageMetrics": "30-minute intervals; the current interval is listed as it "
                                   "accrues (no 2.5-hour delay); core hours = cores read from "
                                   "vmSize x time nodes were allocated (not deallocated)",
     "Nodes_RebootNode": "retaineddata waits for running tasks but not for retention periods; "
-                        "no start task reruns (start tasks are not built)",
+                        "the start task runs again, job preparation tasks as their "
+                        "rerunOnNodeRebootAfterSuccess says",
     "Nodes_ReimageNode": "wipes the node's directories (all but volatile/) and its users; "
                          "retaineddata as for reboot",
     "Nodes_DeallocateNode": "a local node keeps its directory while deallocated; scheduling "
@@ -64,13 +70,15 @@ PARTIAL: dict[str, str] = {
                        "network read 0)",
     "Pools_GetPool": "$expand=stats: see Statistics below (memory, disk space, IOps and "
                      "network read 0)",
-    "Jobs_ListJobPreparationAndReleaseTaskStatus": "jobs cannot have preparation/release "
-                                                   "tasks yet, so every job answers 409 "
-                                                   "JobPreparationTaskNotSpecified",
+    "Jobs_ListJobPreparationAndReleaseTaskStatus": "one entry per node where the preparation "
+                                                   "task ran, kept after the node leaves; "
+                                                   "containerInfo is never set",
     "Tasks_ListSubTasks": "tasks cannot be multi-instance yet: always an empty list",
     "JobSchedules_CreateJobSchedule": "stored and validated; no job is created on the schedule "
                                       "yet (the timer is not built); jobSpecification refuses "
-                                      "what Jobs_CreateJob refuses (400 UnsupportedProperty)",
+                                      "what Jobs_CreateJob refuses (400 UnsupportedProperty) "
+                                      "and validates its manager/preparation/release tasks "
+                                      "as Jobs_CreateJob does",
     "JobSchedules_GetJobSchedule": "executionInfo.nextRunTime is when the first job is due "
                                    "(doNotRunUntil, or creation/last schedule change); "
                                    "$expand=stats not built",
@@ -118,6 +126,18 @@ NOTES: tuple[str, ...] = (
     "allocation to its release; `avgCPUPercentage` is the task processes' CPU time over the "
     "pool's core time (all nodes), capped at 100; `diskReadGiB`/`diskWriteGiB` sum the task "
     "processes' bytes.",
+    "",
+    "## Node and job tasks",
+    "",
+    "Pool start tasks, job preparation and release tasks and job manager tasks run as Azure "
+    "Batch runs them (docs/node-tasks.md): node states `waitingforstarttask` and "
+    "`starttaskfailed`, `startTaskInfo`, tasks in `preparing`, release tasks holding a job in "
+    "`terminating`/`deleting`, `killJobOnCompletion`, `runExclusive`, "
+    "`allowLowPriorityNode`. `authenticationTokenSettings` gives the task "
+    "`AZ_BATCH_AUTHENTICATION_TOKEN`, accepted as `Authorization: Bearer` for its own job "
+    "(docs/authentication.md). Every process runs as the service's user (`userIdentity` is "
+    "recorded only); resource files, output files, containers and application packages of "
+    "these tasks answer 400 UnsupportedProperty.",
     "",
 )
 
