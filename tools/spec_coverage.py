@@ -18,16 +18,19 @@ ROOT = Path(__file__).resolve().parents[1]
 TARGET = ROOT / "docs" / "coverage.md"
 
 PARTIAL: dict[str, str] = {
-    "Pools_CreatePool": "autoscale, start task and mount configuration answer 400 "
-                        "UnsupportedProperty; image and VM size are accepted and recorded",
-    "Jobs_CreateJob": "job manager/preparation/release tasks, auto pools and task "
-                      "dependencies answer 400 UnsupportedProperty",
+    "Pools_CreatePool": "autoscale and mount configuration answer 400 UnsupportedProperty; "
+                        "image and VM size are accepted and recorded; a start task's "
+                        "resource files or container answer 400 UnsupportedProperty (see "
+                        "Node and job tasks below)",
+    "Jobs_CreateJob": "auto pools and task dependencies answer 400 UnsupportedProperty; "
+                      "job manager/preparation/release tasks run (see Node and job tasks "
+                      "below), their resource files, output files, containers and "
+                      "application packages answer 400 UnsupportedProperty",
     "Tasks_CreateTask": "resource/output files, dependencies, containers and application "
                         "packages answer 400 UnsupportedProperty; multi-instance tasks run "
-                        "(docs/adr/0007): commonResourceFiles take httpUrl (http/https) only; "
-                        "userIdentity: "
-                        "auto-users only (see docs/nodes.md), a username answers 400 "
-                        "UnsupportedProperty",
+                        "(docs/adr/0009): commonResourceFiles take httpUrl (http/https) only; "
+                        "userIdentity: auto-users only (see docs/nodes.md), a username answers "
+                        "400 UnsupportedProperty",
     "Tasks_CreateTaskCollection": "as Tasks_CreateTask, per task",
     "Jobs_ReplaceJob": "updates priority, maxParallelTasks, allowTaskPreemption, "
                        "onAllTasksComplete, constraints, poolInfo, metadata; an "
@@ -36,16 +39,18 @@ PARTIAL: dict[str, str] = {
     "Pools_ListSupportedImages": "a fixed list of Linux images",
     "Applications_ListApplications": "no application packages: always empty",
     "Applications_GetApplication": "always ApplicationNotFound",
-    "Pools_UpdatePool": "startTask, application packages and mounts answer 400 "
-                        "UnsupportedProperty; fields other than startTask, metadata, packages "
-                        "and certificates change only while the pool has no nodes (else 409)",
-    "Pools_ReplacePoolProperties": "a startTask or application packages answer 400 "
-                                   "UnsupportedProperty; certificateReferences may be omitted",
+    "Pools_UpdatePool": "application packages and mounts answer 400 UnsupportedProperty; a "
+                        "new startTask runs on nodes as they join, reboot or are reimaged; "
+                        "fields other than startTask, metadata, packages and certificates "
+                        "change only while the pool has no nodes (else 409)",
+    "Pools_ReplacePoolProperties": "application packages answer 400 UnsupportedProperty; "
+                                   "certificateReferences may be omitted",
     "Pools_ListPoolUsageMetrics": "30-minute intervals; the current interval is listed as it "
                                   "accrues (no 2.5-hour delay); core hours = cores read from "
                                   "vmSize x time nodes were allocated (not deallocated)",
     "Nodes_RebootNode": "retaineddata waits for running tasks but not for retention periods; "
-                        "no start task reruns (start tasks are not built)",
+                        "the start task runs again, job preparation tasks as their "
+                        "rerunOnNodeRebootAfterSuccess says",
     "Nodes_ReimageNode": "wipes the node's directories (all but volatile/) and its users; "
                          "retaineddata as for reboot",
     "Nodes_DeallocateNode": "a local node keeps its directory while deallocated; scheduling "
@@ -69,15 +74,17 @@ PARTIAL: dict[str, str] = {
                        "network read 0)",
     "Pools_GetPool": "$expand=stats: see Statistics below (memory, disk space, IOps and "
                      "network read 0)",
-    "Jobs_ListJobPreparationAndReleaseTaskStatus": "jobs cannot have preparation/release "
-                                                   "tasks yet, so every job answers 409 "
-                                                   "JobPreparationTaskNotSpecified",
+    "Jobs_ListJobPreparationAndReleaseTaskStatus": "one entry per node where the preparation "
+                                                   "task ran, kept after the node leaves; "
+                                                   "containerInfo is never set",
     "Tasks_ListSubTasks": "instances 1..N-1 of the task's current or last attempt; a subtask "
                           "still offered to its node shows as preparing",
     "JobSchedules_CreateJobSchedule": "jobs are created on the schedule by the writer's "
                                       "once-a-second tick (at most a second late); "
                                       "jobSpecification refuses what Jobs_CreateJob refuses "
-                                      "(400 UnsupportedProperty)",
+                                      "(400 UnsupportedProperty) and validates its "
+                                      "manager/preparation/release tasks as Jobs_CreateJob "
+                                      "does",
     "JobSchedules_GetJobSchedule": "executionInfo.nextRunTime is the next run's due time (it "
                                    "stays in the past while that run waits for the previous "
                                    "job); $expand=stats is accepted but no stats are shown",
@@ -112,6 +119,18 @@ NOTES: tuple[str, ...] = (
     "pool's core time (all nodes), capped at 100; `diskReadGiB`/`diskWriteGiB` sum the task "
     "processes' bytes. A pool's process-measured figures are saved once a second (not with "
     "every task exit), so they may trail the tasks' by up to a second.",
+    "",
+    "## Node and job tasks",
+    "",
+    "Pool start tasks, job preparation and release tasks and job manager tasks run as Azure "
+    "Batch runs them (docs/node-tasks.md): node states `waitingforstarttask` and "
+    "`starttaskfailed`, `startTaskInfo`, tasks in `preparing`, release tasks holding a job in "
+    "`terminating`/`deleting`, `killJobOnCompletion`, `runExclusive`, "
+    "`allowLowPriorityNode`. `authenticationTokenSettings` gives the task "
+    "`AZ_BATCH_AUTHENTICATION_TOKEN`, accepted as `Authorization: Bearer` for its own job "
+    "(docs/authentication.md). Every process runs as the service's user (`userIdentity` is "
+    "recorded only); resource files, output files, containers and application packages of "
+    "these tasks answer 400 UnsupportedProperty.",
     "",
 )
 

@@ -19,6 +19,7 @@ from hybatch.api.app import create_app
 from hybatch.backends.agent import AgentBackend
 from hybatch.backends.local import LocalBackend
 from hybatch.core.machine import BatchCore
+from hybatch.core.tokens import TaskTokens
 from hybatch.ports import Store
 from hybatch.runtime.clock import RandomNodeIds, SystemClock
 from hybatch.runtime.loop import WriterLoop
@@ -103,7 +104,7 @@ def build_server(settings: Settings, *, store: Store | None = None) -> Server:
         backend = AgentBackend(settings.resolved_node_root(), account.name, base_url)
     else:
         backend = LocalBackend(settings.resolved_node_root(), account.name, base_url)
-    core = BatchCore(RandomNodeIds())
+    core = BatchCore(RandomNodeIds(), tokens=TaskTokens(account.name, account.key))
     clock = SystemClock()
     loop = WriterLoop(core=core, store=store, backend=backend, clock=clock,
                       tick_seconds=settings.tick_seconds)

@@ -12,7 +12,9 @@ from typing import Generic, Protocol, TypeVar
 
 from hybatch.core.effects import (
     DeleteTaskFiles,
+    KillNodeTask,
     KillTask,
+    NodeTaskLaunch,
     ProvisionNode,
     ReleaseNode,
     RestartNode,
@@ -173,8 +175,14 @@ class ComputeBackend(Protocol):
     def kill_task(self, effect: KillTask) -> None: ...
     def delete_task_files(self, effect: DeleteTaskFiles) -> None: ...
     def restart_node(self, effect: RestartNode) -> None:
-        """Reboot (or start) a drained node, wiping its files on reimage; NodeReady follows."""
+        """Reboot (or start) a drained node, wiping its files on reimage; NodeReady follows.
+        Node tasks still running there are killed."""
         ...
+    def run_node_task(self, launch: NodeTaskLaunch) -> None:
+        """Run a start task or job preparation/release task now, outside the node's slots;
+        NodeTaskExited follows."""
+        ...
+    def kill_node_task(self, effect: KillNodeTask) -> None: ...
     def node_files(self, pool_id: str, node_id: str) -> NodeFiles: ...
     def collect_exit(self, pool_id: str, node_id: str, job_id: str, task_id: str,
                      attempt: int) -> TaskExited | None:

@@ -17,7 +17,7 @@ import json
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -213,6 +213,9 @@ def _schedule_ids(c: BatchClient) -> tuple[str, ...]:
     schedule_id = _uid("cs")
     c.create_job_schedule(m.BatchJobScheduleCreateOptions(
         id=schedule_id, schedule=m.BatchJobScheduleConfiguration(
+            # far in the future: the schedule timer must not change it while the test
+            # compares versions
+            do_not_run_until=datetime(2099, 1, 1, tzinfo=UTC),
             recurrence_interval=timedelta(hours=1)),
         job_specification=m.BatchJobSpecification(pool_info=m.BatchPoolInfo(
             pool_id=_uid("nopool")))))

@@ -90,8 +90,9 @@ def test_patch_and_updateproperties_round_trip(client: BatchClient) -> None:
     assert pool.display_name == "before" and pool.task_slots_per_node == 3
     assert pool.etag != etag
     with pytest.raises(HttpResponseError) as unsupported:
-        client.update_pool(pool_id, m.BatchPoolUpdateOptions(
-            start_task=m.BatchStartTask(command_line="/bin/true")))
+        client.update_pool(pool_id, m.BatchPoolUpdateOptions(start_task=m.BatchStartTask(
+            command_line="/bin/true", container_settings=m.BatchTaskContainerSettings(
+                image_name="ubuntu"))))
     assert (unsupported.value.status_code, unsupported.value.error.code) == (
         400, "UnsupportedProperty")
     with pytest.raises(ResourceNotFoundError) as missing:

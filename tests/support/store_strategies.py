@@ -13,6 +13,7 @@ from hybatch.schema import (
     BatchJobCreateOptions,
     BatchJobScheduleCreateOptions,
     BatchPoolCreateOptions,
+    BatchStartTask,
     BatchTaskCreateOptions,
 )
 
@@ -36,6 +37,12 @@ _datetimes = st.datetimes(timezones=_zones)
 _floats = st.floats(allow_nan=False)  # +-inf and -0.0 included
 
 _SPECS: dict[type, st.SearchStrategy[Any]] = {
+    BatchStartTask: st.builds(
+        lambda cmd, wait, retries: BatchStartTask.model_validate({
+            "commandLine": cmd or "x", "waitForSuccess": wait, "maxTaskRetryCount": retries,
+            "environmentSettings": [{"name": "N", "value": cmd}]}),
+        _text, st.none() | st.booleans(), st.none() | st.integers(-1, 100),
+    ),
     BatchPoolCreateOptions: st.one_of(
         st.just(BatchPoolCreateOptions.model_validate(POOL_SPEC)),
         _text.map(lambda s: pool_spec("p", displayName=s)),

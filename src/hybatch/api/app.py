@@ -27,6 +27,7 @@ from hybatch.api.handlers import certificates, files, jobs, nodes, pools, schedu
 from hybatch.api.handlers.common import endpoint
 from hybatch.api.wire import Call
 from hybatch.core.errors import DomainError
+from hybatch.core.tokens import TaskTokens
 from hybatch.runtime.service import BatchService
 from hybatch.schema import Operation
 from hybatch.schema._generated.operations import OPERATIONS
@@ -197,7 +198,8 @@ def internal_error_response(request_id: str, head: bool) -> Response:
 
 
 class BatchMiddleware:
-    """Pure ASGI: request ids, api-version, SharedKey, and a Batch-shaped 500 on crashes."""
+    """Pure ASGI: request ids, api-version, SharedKey or a task's bearer token, and a
+    Batch-shaped 500 on crashes."""
 
     def __init__(self, app: ASGIApp, *, account_name: str, account_key: str,
                  allow_anonymous: bool = False,
@@ -207,6 +209,7 @@ class BatchMiddleware:
         self.account_key = account_key
         self.allow_anonymous = allow_anonymous
         self.now = now
+        self.tokens = TaskTokens(account_name, account_key)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -256,13 +259,23 @@ class BatchMiddleware:
 
     def _authenticate(self, scope: Scope, headers: dict[str, str], request_id: str,
                       head: bool) -> Response | None:
-        if headers.get("authorization") is None and self.allow_anonymous:
+        authorization = headers.get("authorization")
+        if authorization is None and self.allow_anonymous:
             return None
-        result = auth.verify_asgi(scope, self.account_name, self.account_key, now=self.now())
+        token = auth.bearer_token(authorization)
+        if token is not None:
+            result = auth.verify_bearer(token, str(scope.get("path", "")), self.tokens,
+                                        self.now())
+        else:
+            result = auth.verify_asgi(scope, self.account_name, self.account_key,
+                                      now=self.now())
         if result.ok:
             return None
-        return error_response(result.code, result.message, request_id, status=result.status,
-                              head=head)
+        response = error_response(result.code, result.message, request_id,
+                                  status=result.status, head=head)
+        if result.outcome == "bad_token":
+            response.headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
+        return response
 
 
 def create_app(service: BatchService, *, account_name: str, account_key: str,

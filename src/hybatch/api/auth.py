@@ -1,4 +1,5 @@
-"""SharedKey request verification (wire reference §8.1/§8.2), framework-free.
+"""SharedKey request verification (wire reference §8.1/§8.2), and task authentication tokens
+sent as ``Authorization: Bearer`` (core.tokens, docs/authentication.md), framework-free.
 
 Clients canonicalise requests slightly differently before signing (the Python SDKs sign query
 names as sent and a Content-Length of ``0``; the .NET SDK lower-cases names and signs an empty
@@ -26,15 +27,20 @@ from email.utils import parsedate_to_datetime
 from typing import Literal
 from urllib.parse import parse_qsl, quote
 
+from hybatch.core.tokens import InvalidToken, TaskTokens
+
 __all__ = [
     "MAX_CLOCK_SKEW",
     "AuthOutcome",
     "AuthResult",
+    "bearer_token",
     "candidate_strings_to_sign",
     "request_parts_from_asgi",
     "shared_key_account",
     "sign",
+    "token_job_scope",
     "verify_asgi",
+    "verify_bearer",
     "verify_shared_key",
 ]
 
@@ -56,10 +62,10 @@ _SIGNED_HEADERS = (
     "range",
 )
 
-AuthOutcome = Literal["ok", "missing", "malformed", "failed"]
+AuthOutcome = Literal["ok", "missing", "malformed", "failed", "bad_token", "forbidden"]
 
 _HTTP_STATUS: dict[AuthOutcome, int] = {"ok": 200, "missing": 401, "malformed": 400,
-                                        "failed": 403}
+                                        "failed": 403, "bad_token": 401, "forbidden": 403}
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +74,10 @@ class AuthResult:
 
     ``outcome``: ``ok``; ``missing`` (no Authorization header -> 401); ``malformed``
     (unparsable Authorization or date header, repeated query name -> 400); ``failed`` (wrong
-    signature, unknown account, clock skew -> 403 ``AuthenticationFailed``). ``code`` is the
+    signature, unknown account, clock skew -> 403 ``AuthenticationFailed``); ``bad_token`` (a
+    bearer token that is not a valid, unexpired task token of this account -> 401
+    ``AuthenticationFailed``); ``forbidden`` (a valid task token used outside its job -> 403
+    ``AuthorizationFailure``). ``code`` is the
     Batch error code to send ("" when ok), ``reason`` a human explanation (safe to return to
     the caller), ``header`` the offending header (or query parameter) where there is one. On
     a signature mismatch ``string_to_sign`` holds the canonical (Python-SDK) string we
@@ -401,3 +410,41 @@ def verify_asgi(
     method, raw_path, pairs, headers = request_parts_from_asgi(scope)
     return verify_shared_key(headers.get("authorization"), method, raw_path, pairs, headers,
                              account_name, account_key_b64, now=now, max_skew=max_skew)
+
+
+# --------------------------------------------------------------------------- bearer tokens
+
+
+def bearer_token(authorization_header: str | None) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header, or None for other schemes."""
+    if authorization_header is None:
+        return None
+    scheme, _, token = authorization_header.strip().partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    return token.strip()
+
+
+def token_job_scope(path: str) -> str | None:
+    """The job a request path addresses (``/jobs/{jobId}`` and everything under it; the
+    path as routed, percent-decoded), or None for any other resource."""
+    parts = path.split("/")
+    if len(parts) >= 3 and parts[0] == "" and parts[1] == "jobs" and parts[2]:
+        return parts[2]
+    return None
+
+
+def verify_bearer(token: str, path: str, tokens: TaskTokens, now: datetime) -> AuthResult:
+    """Check a task authentication token and its scope: a token with ``job`` access may do
+    anything on its own job (``/jobs/{jobId}/...``) and nothing else."""
+    try:
+        claims = tokens.verify(token, now)
+    except InvalidToken as error:
+        return AuthResult("bad_token", f"The bearer token is not valid: {error}.",
+                          "AuthenticationFailed", header="Authorization")
+    job = token_job_scope(path)
+    if "job" not in claims.access or job is None or job.lower() != claims.job_id.lower():
+        return AuthResult("forbidden", "This request is not authorized to perform this "
+                          f"operation: the token only grants access to job '{claims.job_id}'.",
+                          "AuthorizationFailure", claims.account)
+    return AuthResult("ok", "task token verified", "", claims.account)

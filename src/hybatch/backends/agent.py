@@ -39,7 +39,9 @@ from typing import Any
 from hybatch.backends.local import LocalBackend
 from hybatch.core.effects import (
     DeleteTaskFiles,
+    KillNodeTask,
     KillTask,
+    NodeTaskLaunch,
     ProvisionNode,
     ReleaseNode,
     RestartNode,
@@ -52,6 +54,7 @@ from hybatch.core.events import (
     NodeLost,
     NodeReady,
     NodeReleased,
+    NodeTaskExited,
     TaskExited,
     TaskLost,
     TaskStarted,
@@ -64,7 +67,8 @@ _log = logging.getLogger(__name__)
 
 _READY = "ready"
 AgentMessage = (
-    ProvisionNode | ReleaseNode | TaskLaunch | KillTask | DeleteTaskFiles | RestartNode | None
+    ProvisionNode | ReleaseNode | TaskLaunch | KillTask | DeleteTaskFiles | RestartNode
+    | NodeTaskLaunch | KillNodeTask | None
 )
 
 
@@ -85,7 +89,8 @@ def _pickle_flat(*classes: type) -> None:
 _pickle_flat(TaskLaunch, ProvisionNode, ReleaseNode, KillTask, DeleteTaskFiles, RestartNode,
              TaskExited,
              TaskStarted, TaskLost, NodeReady, NodeLost, NodeReleased, FailureInfoRecord,
-             ProcessUsage, InstanceStarted, InstanceExited)
+             ProcessUsage, InstanceStarted, InstanceExited, NodeTaskLaunch, KillNodeTask,
+             NodeTaskExited)
 
 
 class AgentBackend:
@@ -183,6 +188,12 @@ class AgentBackend:
     def restart_node(self, effect: RestartNode) -> None:
         self._send(effect)
 
+    def run_node_task(self, launch: NodeTaskLaunch) -> None:
+        self._send(launch)
+
+    def kill_node_task(self, effect: KillNodeTask) -> None:
+        self._send(effect)
+
     # ------------------------------------------------------------------ same-host reads
 
     def node_files(self, pool_id: str, node_id: str) -> NodeFiles:
@@ -267,6 +278,10 @@ def _dispatch(backend: LocalBackend, message: AgentMessage) -> None:
             backend.delete_task_files(message)
         elif isinstance(message, RestartNode):
             backend.restart_node(message)
+        elif isinstance(message, NodeTaskLaunch):
+            backend.run_node_task(message)
+        elif isinstance(message, KillNodeTask):
+            backend.kill_node_task(message)
     except Exception:
         _log.exception("node agent failed on %r", message)
 

@@ -15,7 +15,9 @@ from datetime import UTC, datetime
 
 from hybatch.core.effects import (
     DeleteTaskFiles,
+    KillNodeTask,
     KillTask,
+    NodeTaskLaunch,
     ProvisionNode,
     ReleaseNode,
     RestartNode,
@@ -27,12 +29,14 @@ from hybatch.core.events import (
     NodeLost,
     NodeReady,
     NodeReleased,
+    NodeTaskExited,
     TaskExited,
 )
 from hybatch.core.records import FailureInfoRecord
 from hybatch.ports import EventSink, FileInfo, NodeFiles
 
-FakeCall = ProvisionNode | ReleaseNode | TaskLaunch | KillTask | DeleteTaskFiles | RestartNode
+FakeCall = (ProvisionNode | ReleaseNode | TaskLaunch | KillTask | DeleteTaskFiles | RestartNode
+            | NodeTaskLaunch | KillNodeTask)
 
 
 def _epoch() -> datetime:
@@ -123,6 +127,9 @@ class FakeBackend:
         self.kills: list[KillTask] = []
         self.deleted: list[DeleteTaskFiles] = []
         self.restarted: list[RestartNode] = []
+        self.node_tasks: list[NodeTaskLaunch] = []
+        """Node tasks (start, job preparation/release) launched, in order."""
+        self.node_task_kills: list[KillNodeTask] = []
         self.running: dict[tuple[str, str, int], TaskLaunch] = {}
         """Launched attempts not yet exited, by (job id, task id, attempt) as given."""
         self.files: dict[tuple[str, str], FakeNodeFiles] = {}
@@ -165,6 +172,14 @@ class FakeBackend:
         self.restarted.append(effect)
         if self.auto_ready:
             self.emit(NodeReady(effect.node_id))
+
+    def run_node_task(self, launch: NodeTaskLaunch) -> None:
+        self.calls.append(launch)
+        self.node_tasks.append(launch)
+
+    def kill_node_task(self, effect: KillNodeTask) -> None:
+        self.calls.append(effect)
+        self.node_task_kills.append(effect)
 
     def collect_exit(
         self, pool_id: str, node_id: str, job_id: str, task_id: str, attempt: int
@@ -235,6 +250,17 @@ class FakeBackend:
         event = InstanceExited(job_id=launch.job_id, task_id=launch.task_id,
                                attempt=launch.attempt, instance=launch.instance or 0,
                                exit_code=exit_code, start_time=end, end_time=end)
+        self.emit(event)
+        return event
+
+    def exit_node_task(self, launch: NodeTaskLaunch, exit_code: int | None = 0, *,
+                       failure: FailureInfoRecord | None = None) -> NodeTaskExited:
+        """Report that a node task ended; returns the event that was emitted."""
+        end = _epoch()
+        event = NodeTaskExited(node_id=launch.node_id, kind=launch.kind, job_id=launch.job_id,
+                               attempt=launch.attempt, exit_code=exit_code,
+                               start_time=end if exit_code is not None else None,
+                               end_time=end, failure=failure)
         self.emit(event)
         return event
 

@@ -32,7 +32,9 @@ from pathlib import Path
 
 from hybatch.core.effects import (
     DeleteTaskFiles,
+    KillNodeTask,
     KillTask,
+    NodeTaskLaunch,
     ProvisionNode,
     ReleaseNode,
     RestartNode,
@@ -44,14 +46,17 @@ from hybatch.core.events import (
     NodeLost,
     NodeReady,
     NodeReleased,
+    NodeTaskExited,
     TaskExited,
     TaskStarted,
 )
 from hybatch.core.records import FailureInfoRecord
 from hybatch.node.environment import (
     NodeContext,
+    job_task_environment,
     minimal_base_environment,
     node_environment,
+    start_task_environment,
     task_environment,
 )
 from hybatch.node.host import HostNodes
@@ -161,6 +166,8 @@ class LocalBackend:
         """Attempts downloading their resource files -> whether a kill cancelled them."""
         self._lock = threading.Lock()
         self._nodes: dict[str, _Node] = {}
+        self._node_tasks: dict[AttemptKey, NodeTaskLaunch] = {}
+        """Node tasks (start, job preparation/release) running, by their supervisor key."""
         self._sink: EventSink | None = None
         self._supervisor: TaskSupervisor | None = None
         self._work: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
@@ -278,6 +285,7 @@ class LocalBackend:
             self._emit(NodeLost(effect.node_id, "the node to restart is unknown to this host"))
             return
         layout = node.context.layout
+        self._kill_node_tasks(effect.node_id)  # they do not survive the node's restart
         try:
             if effect.reimage:
                 trash = self._root / TRASH_DIR
@@ -452,6 +460,8 @@ class LocalBackend:
                                        attempt=launch.attempt, instance=launch.instance,
                                        start_time=start_time))
             return
+        if self._node_tasks and launch.task_id.startswith(NODE_TASK_MARK):
+            return  # a node task: only its exit is reported
         self._emit(TaskStarted(job_id=launch.job_id, task_id=launch.task_id,
                                attempt=launch.attempt, start_time=start_time))
 
@@ -513,7 +523,64 @@ class LocalBackend:
 
     def _on_exit(self, record: ExitRecord) -> None:
         """Reaper thread: the exit record is on disk; now report it."""
+        if self._node_tasks:
+            key = attempt_key(record.node_id, record.job_id, record.task_id, record.attempt)
+            with self._lock:
+                node_task = self._node_tasks.pop(key, None)
+            if node_task is not None:
+                self._emit(_node_task_exited(node_task, record))
+                return
         self._deliver(record)
+
+    # ------------------------------------------------------------------ node tasks
+
+    def run_node_task(self, launch: NodeTaskLaunch) -> None:
+        """Start a start task or job preparation/release task now, outside the node's slots
+        (its directory: ``startup/``, or the job's directory under its task id)."""
+        with self._lock:
+            node = self._nodes.get(launch.node_id)
+            if node is None:
+                node = self._adopt(launch.pool_id, launch.node_id)
+                if node is not None:
+                    self._nodes[launch.node_id] = node
+        proxy = _proxy_launch(launch)
+        if node is None or node.releasing:
+            self._work.put(lambda: self._node_task_unavailable(launch, proxy))
+            return
+        try:
+            if launch.kind == "starttask":
+                paths = node.context.layout.startup_task()
+                env = start_task_environment(node.env, node.context.layout, launch.environment)
+            else:
+                paths = node.context.layout.task(launch.job_id, launch.task_id)
+                env = job_task_environment(node.env, paths, launch)
+        except ValueError as exc:
+            why = str(exc)
+            self._work.put(lambda: self._node_task_unavailable(launch, proxy, why))
+            return
+        with self._lock:
+            self._node_tasks[launch_key(proxy)] = launch
+        self._run([(proxy, paths, env)])
+
+    def kill_node_task(self, effect: KillNodeTask) -> None:
+        """SIGKILL a node task's process group (its exit is still reported)."""
+        assert self._supervisor is not None
+        self._supervisor.kill(attempt_key(effect.node_id, effect.job_id,
+                                          NODE_TASK_MARK + effect.kind, effect.attempt))
+
+    def _kill_node_tasks(self, node_id: str) -> None:
+        assert self._supervisor is not None
+        with self._lock:
+            keys = [key for key in self._node_tasks if key[0] == node_id]
+        for key in keys:
+            self._supervisor.kill(key)
+
+    def _node_task_unavailable(self, launch: NodeTaskLaunch, proxy: TaskLaunch,
+                               why: str | None = None) -> None:
+        failure = FailureInfoRecord(
+            category="servererror", code=CODE_NODE_UNAVAILABLE,
+            message=why or f"The node {launch.node_id!r} is not available to run tasks")
+        self._emit(_node_task_exited(launch, ExitRecord.never_started(proxy, failure)))
 
     def _deliver(self, record: ExitRecord, accepted: bool = True,
                   started: bool = True) -> None:
@@ -562,6 +629,25 @@ class LocalBackend:
                 item()
             except Exception:
                 _log.exception("local backend work item failed")
+
+
+NODE_TASK_MARK = "$"
+"""Node tasks run under the task id ``$<kind>`` in the supervisor: never a task id."""
+
+
+def _proxy_launch(launch: NodeTaskLaunch) -> TaskLaunch:
+    """The supervisor's view of a node task: a launch keyed apart from every task."""
+    return TaskLaunch(pool_id=launch.pool_id, node_id=launch.node_id, job_id=launch.job_id,
+                      task_id=NODE_TASK_MARK + launch.kind, attempt=launch.attempt,
+                      command_line=launch.command_line, environment=(),
+                      max_wall_clock_s=launch.max_wall_clock_s, required_slots=0)
+
+
+def _node_task_exited(launch: NodeTaskLaunch, record: ExitRecord) -> NodeTaskExited:
+    return NodeTaskExited(node_id=launch.node_id, kind=launch.kind, job_id=launch.job_id,
+                          attempt=launch.attempt, exit_code=record.exit_code,
+                          start_time=record.start_time, end_time=record.end_time,
+                          timed_out=record.timed_out, failure=record.failure)
 
 
 def _take_startable(node: _Node) -> list[Pending]:

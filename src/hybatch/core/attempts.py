@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from hybatch.core.context import Ctx
 from hybatch.core.effects import KillTask
+from hybatch.core.job_release import preparation_state
 from hybatch.core.records import TaskRecord
 
 KILL_TERMINATE = "terminate"
@@ -24,6 +25,13 @@ _PRECEDENCE = {KILL_REQUEUE: 0, KILL_TERMINATE: 1, KILL_JOB_TERMINATE: 2, KILL_D
 terminated, nor resurrect one of a job being deleted)."""
 
 
+def _withheld(ctx: Ctx, task: TaskRecord) -> bool:
+    """The attempt waits for its job's preparation task on its node and was never sent to
+    the node (core.job_tasks), so no exit will ever be reported for it."""
+    job = ctx.state.jobs.get(task.key[0])
+    return job is not None and preparation_state(job, task.node_id or "") != "ready"
+
+
 def kill_attempt(ctx: Ctx, task: TaskRecord, reason: str) -> None:
     """Ask the node to kill the task's running attempt for ``reason``."""
     if not task.in_flight or task.node_id is None:
@@ -38,6 +46,9 @@ def kill_attempt(ctx: Ctx, task: TaskRecord, reason: str) -> None:
                 ctx.effects.append(KillTask(pool_id=instance.pool_id, node_id=instance.node_id,
                                             job_id=task.job_id, task_id=task.id,
                                             attempt=task.attempt))
+        return
+    if task.state == "preparing" and task.offered and _withheld(ctx, task):
+        ctx.state.withheld_kills.add(task.key)  # the node never had it: settled by the core
         return
     ctx.effects.append(KillTask(pool_id=task.pool_id or "", node_id=task.node_id,
                                 job_id=task.job_id, task_id=task.id, attempt=task.attempt))

@@ -71,6 +71,9 @@ class ClusterState:
         self.job_seq = 0
         # completed tasks loaded from the store for this turn's commands (evicted after it)
         self.adopted: set[tuple[str, str]] = set()
+        # attempts killed while they waited for their job's preparation task, never sent to
+        # a node: settled by the core after the message (core.job_tasks)
+        self.withheld_kills: set[tuple[str, str]] = set()
 
     # ------------------------------------------------------------------ lookups
 
@@ -243,7 +246,7 @@ class ClusterState:
         running: dict[str, int] = {}
         placed: dict[str, set[tuple[str, str]]] = {}
         for task in self.tasks.values():
-            if task.offered and task.state != "active":
+            if task.offered and task.state not in ("active", "preparing"):
                 problems.append(f"task {task.key} offered but {task.state}")
             if not task.in_flight:
                 continue

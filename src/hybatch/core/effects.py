@@ -37,6 +37,9 @@ class TaskLaunch:
     resource_files: tuple[tuple[str, str, str | None], ...] = ()
     """(http(s) URL, path relative to the task directory, fileMode) to download before the
     process starts (multi-instance ``commonResourceFiles``)."""
+    job_preparation_task_id: str | None = None
+    """The id of the job's preparation task when it has one: the node points the task at
+    that task's directory (``AZ_BATCH_JOB_PREP_DIR``, ``AZ_BATCH_JOB_PREP_WORKING_DIR``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,4 +94,45 @@ class RestartNode:
     reimage: bool = False
 
 
-Effect = ProvisionNode | ReleaseNode | StartTask | KillTask | DeleteTaskFiles | RestartNode
+NODE_TASK_KINDS = ("starttask", "jobpreparation", "jobrelease")
+
+
+@dataclass(frozen=True, slots=True)
+class NodeTaskLaunch:
+    """One run of a node task: a pool's start task (``kind`` ``starttask``, ``job_id`` and
+    ``task_id`` empty; it runs in ``startup/``) or a job's preparation or release task
+    (``jobpreparation`` / ``jobrelease``; it runs in the job's directory under its task id).
+    Node tasks take no task slot and are not tasks of the job; their outcome comes back as
+    NodeTaskExited with the same ``kind``, ``job_id`` and ``attempt``."""
+
+    pool_id: str
+    node_id: str
+    kind: str
+    job_id: str
+    task_id: str
+    attempt: int
+    command_line: str
+    environment: tuple[tuple[str, str], ...]
+    max_wall_clock_s: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class RunNodeTask:
+    """Start a node task process now (it does not wait for slots)."""
+
+    launch: NodeTaskLaunch
+
+
+@dataclass(frozen=True, slots=True)
+class KillNodeTask:
+    """Kill a node task process if it still runs (its exit is still reported)."""
+
+    pool_id: str
+    node_id: str
+    kind: str
+    job_id: str
+    attempt: int
+
+
+Effect = (ProvisionNode | ReleaseNode | StartTask | KillTask | DeleteTaskFiles | RestartNode
+          | RunNodeTask | KillNodeTask)

@@ -97,9 +97,25 @@ class InstanceExited:
 
 
 @dataclass(frozen=True, slots=True)
+class NodeTaskExited:
+    """A node task (start, job preparation or job release task: see effects.NodeTaskLaunch)
+    ended; ``exit_code`` is None when its process never started (``failure`` says why)."""
+
+    node_id: str
+    kind: str
+    job_id: str
+    attempt: int
+    exit_code: int | None
+    start_time: datetime | None
+    end_time: datetime
+    timed_out: bool = False
+    failure: FailureInfoRecord | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Tick:
     """A timer fired: re-evaluate time-based facts (resize timeouts, retention, ...)."""
 
 
 Event = (NodeReady | NodeLost | NodeReleased | TaskStarted | TaskExited | TaskLost | Tick
-         | InstanceStarted | InstanceExited)
+         | InstanceStarted | InstanceExited | NodeTaskExited)

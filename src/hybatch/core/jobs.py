@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections import deque
 
+from hybatch.core import job_release
 from hybatch.core.attempts import (
     KILL_DELETE,
     KILL_JOB_TERMINATE,
@@ -32,6 +33,7 @@ from hybatch.core.commands import (
 from hybatch.core.context import Ctx, check_precondition
 from hybatch.core.effects import DeleteTaskFiles
 from hybatch.core.errors import DomainError, conflict, exists, not_found
+from hybatch.core.job_specs import check_job_tasks
 from hybatch.core.records import JobNodeRecord, JobRecord
 from hybatch.core.validation import check_id, check_range, unsupported
 from hybatch.schema import BatchJobCreateOptions
@@ -67,12 +69,7 @@ def validate_job_spec(spec: BatchJobCreateOptions) -> None:
                           details={"PropertyName": "poolInfo"})
     if info.auto_pool_specification is not None:
         raise unsupported("Auto pools", "poolInfo.autoPoolSpecification")
-    if spec.job_manager_task is not None:
-        raise unsupported("Job manager tasks", "jobManagerTask")
-    if spec.job_preparation_task is not None:
-        raise unsupported("Job preparation tasks", "jobPreparationTask")
-    if spec.job_release_task is not None:
-        raise unsupported("Job release tasks", "jobReleaseTask")
+    check_job_tasks(spec.job_manager_task, spec.job_preparation_task, spec.job_release_task)
     if spec.uses_task_dependencies:
         raise unsupported("Task dependencies", "usesTaskDependencies")
 
@@ -87,6 +84,14 @@ def _check_pool_info(info: object) -> None:
 
 
 def create_job(ctx: Ctx, cmd: CreateJob) -> JobRecord:
+    job = open_job(ctx, cmd)
+    check_all_complete(ctx, job)
+    return job
+
+
+def open_job(ctx: Ctx, cmd: CreateJob) -> JobRecord:
+    """Validate and add the job (its first tasks, if any, are added by the caller before
+    ``check_all_complete``)."""
     spec = cmd.spec
     validate_job_spec(spec)
     if spec.id.lower() in ctx.state.jobs:
@@ -98,7 +103,6 @@ def create_job(ctx: Ctx, cmd: CreateJob) -> JobRecord:
     job = JobRecord(id=spec.id, spec=spec, creation_time=ctx.now, seq=ctx.state.job_seq,
                     state="active", state_transition_time=ctx.now, start_time=ctx.now)
     ctx.state.add_job(job, ctx.now)
-    check_all_complete(ctx, job)
     return job
 
 
@@ -286,6 +290,8 @@ def settle(ctx: Ctx, job: JobRecord) -> None:
     """Finish a terminating or deleting job once no attempt of it is still running."""
     if ctx.state.running.get(job.key):
         return
+    if job.state in ("terminating", "deleting") and job_release.pending(ctx, job):
+        return  # its release tasks run first
     if job.state == "terminating":
         job.end_time = ctx.now
         set_job_state(ctx, job, "completed")
@@ -295,6 +301,7 @@ def settle(ctx: Ctx, job: JobRecord) -> None:
                 ctx.effects.append(DeleteTaskFiles(pool_id=task.pool_id or "",
                                                    node_id=task.node_id, job_id=task.job_id,
                                                    task_id=task.id))
+        ctx.effects.extend(job_release.release_files(job))
         ctx.state.drop_job(job)
 
 

@@ -18,8 +18,10 @@ from datetime import datetime
 from typing import Any
 
 from hybatch.core import (
+    job_tasks,
     jobs,
     multi_instance,
+    node_tasks,
     nodes,
     pool_update,
     pools,
@@ -70,6 +72,7 @@ from hybatch.core.events import (
     NodeLost,
     NodeReady,
     NodeReleased,
+    NodeTaskExited,
     TaskExited,
     TaskLost,
     TaskStarted,
@@ -77,6 +80,7 @@ from hybatch.core.events import (
 )
 from hybatch.core.placement import place_tasks
 from hybatch.core.records import JobRecord, JobScheduleRecord, NodeRecord, PoolRecord, TaskRecord
+from hybatch.core.tokens import TaskTokens
 
 Message = Command | Event
 
@@ -109,7 +113,7 @@ _HANDLERS: dict[type, Callable[[Ctx, Any], object]] = {
     CreateNodeUser: nodes.create_user,
     ReplaceNodeUser: nodes.replace_user,
     DeleteNodeUser: nodes.delete_user,
-    CreateJob: jobs.create_job,
+    CreateJob: job_tasks.create_job,
     UpdateJob: jobs.update_job,
     TerminateJob: jobs.terminate_job,
     DeleteJob: jobs.delete_job,
@@ -126,9 +130,10 @@ _HANDLERS: dict[type, Callable[[Ctx, Any], object]] = {
     ReactivateTask: tasks.reactivate_task,
     DeleteTask: tasks.delete_task,
     UpdateTaskConstraints: tasks.update_constraints,
-    NodeReady: pools.on_node_ready,
-    NodeReleased: pools.on_node_released,
-    NodeLost: pools.on_node_lost,
+    NodeReady: node_tasks.on_node_ready,
+    NodeReleased: node_tasks.on_node_released,
+    NodeLost: node_tasks.on_node_lost,
+    NodeTaskExited: node_tasks.on_node_task_exited,
     TaskStarted: tasks.on_task_started,
     TaskExited: tasks.on_task_exited,
     TaskLost: tasks.on_task_lost,
@@ -141,13 +146,16 @@ _HANDLERS: dict[type, Callable[[Ctx, Any], object]] = {
 class BatchCore:
     """Owns the ClusterState; ``handle`` is its only mutator (plus ``restore``/``adopt``)."""
 
-    def __init__(self, ids: NodeIds) -> None:
+    def __init__(self, ids: NodeIds, tokens: TaskTokens | None = None) -> None:
         self.state = ClusterState()
         self._ids = ids
+        self._tokens = tokens
 
     def handle(self, message: Message, now: datetime) -> Outcome:
-        ctx = Ctx(state=self.state, now=now, ids=self._ids)
+        ctx = Ctx(state=self.state, now=now, ids=self._ids, tokens=self._tokens)
         result = _HANDLERS[type(message)](ctx, message)
+        if self.state.withheld_kills:
+            job_tasks.settle_withheld(ctx)
         if self.state.schedules_to_settle:
             schedules.settle_all(ctx)
         place_tasks(ctx)

@@ -2,7 +2,9 @@
 
 State changes (BatchNodeState):
 
-* reboot / reimage / deallocate (node ``idle``, ``running`` or ``offline``): the node enters
+* reboot / reimage / deallocate (node ``idle``, ``running``, ``offline``,
+  ``waitingforstarttask`` or ``starttaskfailed``: a start task running there is stopped with
+  the node, and runs again when it is back, see core.start_task): the node enters
   ``rebooting`` / ``reimaging`` / ``deallocating`` at once and takes no new task. Attempts
   queued on it go back to their jobs; running ones follow the option: ``requeue`` kills them
   and requeues them (``requeueCount``, not ``retryCount``), ``terminate`` kills them and
@@ -48,7 +50,8 @@ NODE_OPTIONS = ("requeue", "terminate", "taskcompletion", "retaineddata")
 SCHEDULING_OPTIONS = ("requeue", "terminate", "taskcompletion")
 ACTION_STATES = {"reboot": "rebooting", "reimage": "reimaging", "deallocate": "deallocating"}
 RESTART_STATES = frozenset({"rebooting", "reimaging", "starting"})
-OPERABLE_STATES = frozenset({"idle", "running", "offline"})
+OPERABLE_STATES = frozenset({"idle", "running", "offline", "waitingforstarttask",
+                             "starttaskfailed"})
 _STATE_CONFLICTS = {
     "creating": "NodeBeingCreated",
     "starting": "NodeBeingStarted",

@@ -9,14 +9,15 @@ is under ``LOOKAHEAD_MAX_TASK_SECONDS``), one round of look-ahead beyond each no
 offered too (to the node with the most room), so a node starts its next task the moment one
 ends, without a round trip through the service; long tasks never queue behind each other,
 so no node idles while another holds queued work for long. Only nodes that are idle/running,
-enabled and not leaving take offers.
+enabled and not leaving take offers. Jobs with a preparation or manager task go through
+core.job_tasks (nodes a failed preparation blocks, exclusive managers, preparation first).
 
 Imports: core modules.
 """
 
 from __future__ import annotations
 
-from hybatch.core import multi_instance
+from hybatch.core import job_tasks, multi_instance
 from hybatch.core import tasks as task_rules
 from hybatch.core.context import Ctx
 from hybatch.core.records import JobRecord, NodeRecord, PoolRecord
@@ -43,7 +44,13 @@ def _place_on_pool(ctx: Ctx, pool: PoolRecord) -> None:
     nodes = [n for n in ctx.state.nodes_of(pool.key) if _usable(n) and not n.held_by_gang]
     if not nodes:
         return
-    jobs = sorted((j for j in ctx.state.jobs_on(pool.key)
+    on_pool = ctx.state.jobs_on(pool.key)
+    exclusive = job_tasks.exclusive_nodes(ctx, on_pool)
+    if exclusive:
+        nodes = [n for n in nodes if n.key not in exclusive]
+        if not nodes:
+            return
+    jobs = sorted((j for j in on_pool
                    if j.state == "active" and ctx.state.ready.get(j.key)),
                   key=lambda j: (-j.priority, j.seq))
     waiting_above = False
@@ -62,6 +69,7 @@ def _place_job(ctx: Ctx, job: JobRecord, nodes: list[NodeRecord], pack: bool,
     ready = ctx.state.ready[job.key]
     cap = job.spec.max_parallel_tasks
     running = ctx.state.running.setdefault(job.key, set())
+    special = job_tasks.has_rules(job)
     while ready:
         if cap is not None and cap != -1 and len(running) >= cap:
             return True
@@ -81,12 +89,17 @@ def _place_job(ctx: Ctx, job: JobRecord, nodes: list[NodeRecord], pack: bool,
             if not nodes:
                 return False
             continue
-        node = _choose(nodes, task.required_slots, pack, lookahead)
+        choices = job_tasks.candidates(job, task, nodes) if special else nodes
+        node = _choose(choices, task.required_slots, pack, lookahead)
         if node is None:
             return any(n.queue_room > 0 for n in nodes)
         ready.popleft()
-        task_rules.offer_to_node(ctx, job, task, node)
-        if node.queue_room <= 0:
+        closed = False
+        if special:
+            closed = job_tasks.offer(ctx, job, task, node)
+        else:
+            task_rules.offer_to_node(ctx, job, task, node)
+        if closed or node.queue_room <= 0:
             nodes.remove(node)
             if not nodes:
                 return False

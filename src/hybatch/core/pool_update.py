@@ -5,9 +5,11 @@ the body's wire JSON and the result is validated as a create body again, so a po
 holds a spec it could not have been created with. ``startTask``, ``metadata``,
 ``applicationPackageReferences``, ``certificateReferences`` and
 ``targetNodeCommunicationMode`` may change at any time (new values apply to nodes as they
-join or restart); the other updatable fields (``displayName``, ``vmSize``,
-``taskSlotsPerNode``, ...) only while the pool has no node (Batch rule). Features this server
-does not run (start tasks, application packages, mounts) are refused as at creation.
+join or restart: a new start task runs on a node when it next joins, reboots or is
+reimaged); the other updatable fields (``displayName``, ``vmSize``, ``taskSlotsPerNode``,
+...) only while the pool has no node (Batch rule). Features this server does not run
+(application packages, mounts, start tasks' resource files or containers) are refused as at
+creation.
 
 Imports: standard library, pydantic, core modules, wire models.
 """
@@ -19,6 +21,7 @@ from pydantic import ValidationError
 from hybatch.core.commands import UpdatePool
 from hybatch.core.context import Ctx, check_precondition
 from hybatch.core.errors import DomainError, conflict, invalid_property, not_found
+from hybatch.core.job_specs import check_start_task
 from hybatch.core.records import PoolRecord
 from hybatch.core.validation import check_range, unsupported
 from hybatch.schema import BatchPoolCreateOptions
@@ -45,8 +48,6 @@ def _check_value(name: str, value: object) -> None:
     """Features not run by this server, and values out of range."""
     if value is None:
         return
-    if name == "startTask":
-        raise unsupported("Start tasks", "startTask")
     if name == "applicationPackageReferences" and value:
         raise unsupported("Application packages", "applicationPackageReferences")
     if name == "mountConfiguration" and value:
@@ -108,6 +109,8 @@ def update_pool(ctx: Ctx, cmd: UpdatePool) -> PoolRecord:
                               "specified in the request body.",
                               details={"PropertyName": prop}) from error
         raise invalid_property(prop, "", str(first["msg"])) from error
+    if spec.start_task is not None and "startTask" in fields:
+        check_start_task(spec.start_task)
     pool.spec = spec
     if "taskSlotsPerNode" in fields:
         pool.task_slots_per_node = spec.task_slots_per_node or 1

@@ -20,6 +20,7 @@ from hybatch.core.context import Ctx, check_precondition, seconds
 from hybatch.core.effects import ProvisionNode, ReleaseNode
 from hybatch.core.errors import DomainError, conflict, exists, not_found
 from hybatch.core.events import NodeLost, NodeReady, NodeReleased
+from hybatch.core.job_specs import check_start_task
 from hybatch.core.records import NodeRecord, PoolRecord, ResizeErrorRecord
 from hybatch.core.validation import check_id, check_range, unsupported
 
@@ -58,7 +59,7 @@ def create_pool(ctx: Ctx, cmd: CreatePool) -> PoolRecord:
     if spec.enable_auto_scale:
         raise unsupported("Autoscale", "enableAutoScale")
     if spec.start_task is not None:
-        raise unsupported("Start tasks", "startTask")
+        check_start_task(spec.start_task)
     if spec.mount_configuration:
         raise unsupported("Mount configuration", "mountConfiguration")
     slots = spec.task_slots_per_node if spec.task_slots_per_node is not None else 1

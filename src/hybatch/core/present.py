@@ -11,6 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from urllib.parse import quote
 
+from hybatch.core.job_specs import DEFAULT_PREPARATION_TASK_ID, DEFAULT_RELEASE_TASK_ID
 from hybatch.core.records import (
     FailureInfoRecord,
     JobNodeRecord,
@@ -124,9 +125,28 @@ def present_node(node: NodeRecord, pool: PoolRecord | None, base_url: str) -> Wi
         "runningTaskSlotsCount": node.running_task_slots,
         "totalTasksSucceeded": node.total_tasks_succeeded,
         "isDedicated": node.is_dedicated,
+        "startTask": node.start_task.model_dump(mode="json", by_alias=True, exclude_none=True)
+        if node.start_task is not None else None,
+        "startTaskInfo": _start_task_info(node.start_task_info),
         "errors": [{"code": e.code, "message": e.message} for e in node.errors] or None,
         "nodeAgentInfo": {"version": NODE_AGENT_VERSION,
                           "lastUpdateTime": iso(node.creation_time)},
+    })
+
+
+def _start_task_info(run: PrepReleaseRunRecord | None) -> Wire | None:
+    """BatchStartTaskInfo of a node's latest start task run."""
+    if run is None:
+        return None
+    return _clean({
+        "state": run.state,
+        "startTime": iso(run.start_time),
+        "endTime": iso(run.end_time),
+        "exitCode": run.exit_code,
+        "failureInfo": _failure(run.failure_info),
+        "retryCount": run.retry_count,
+        "lastRetryTime": iso(run.last_retry_time),
+        "result": run.result,
     })
 
 
@@ -354,8 +374,6 @@ def present_pool_stats(pool: PoolRecord, nodes: list[NodeRecord], base_url: str,
 
 # ------------------------------------------------------------------ prep/release, subtasks
 
-DEFAULT_PREPARATION_TASK_ID = "jobpreparation"
-DEFAULT_RELEASE_TASK_ID = "jobrelease"
 
 
 def _prep_release_run(run: PrepReleaseRunRecord, node_url: str, job_id: str, task_id: str,

@@ -17,6 +17,7 @@ from hybatch.schema import (
     BatchJobCreateOptions,
     BatchJobScheduleCreateOptions,
     BatchPoolCreateOptions,
+    BatchStartTask,
     BatchTaskCreateOptions,
 )
 
@@ -108,8 +109,9 @@ class TaskStatsRecord:
 
 @dataclass(slots=True)
 class PrepReleaseRunRecord:
-    """One run of a job preparation or release task on one node (BatchJobPreparation/
-    ReleaseTaskExecutionInfo). ``state``: ``running`` | ``completed``."""
+    """One run of a node task: a job preparation or release task on one node (BatchJob
+    Preparation/ReleaseTaskExecutionInfo) or a pool's start task (BatchStartTaskInfo).
+    ``state``: ``running`` | ``completed``; ``retry_count`` counts the retries of this run."""
 
     state: str
     start_time: datetime
@@ -130,6 +132,12 @@ class JobNodeRecord:
     node_id: str
     preparation: PrepReleaseRunRecord | None = None
     release: PrepReleaseRunRecord | None = None
+    attempt: int = 0
+    """Number of the latest preparation/release process launched there (stale exits of
+    earlier launches are ignored)."""
+    rerun: bool = False
+    """The preparation task must run again before the job's next task there (the node
+    restarted since it ran, see core.job_tasks)."""
 
 
 @dataclass(slots=True)
@@ -230,6 +238,11 @@ class NodeRecord:
     users: list[NodeUserRecord] = field(default_factory=list)
     accounted_until: datetime | None = None
     """Usage accounting: the node's allocated time up to here is in its pool's usage."""
+    start_task: BatchStartTask | None = None
+    """The pool's start task as it was when the node (re)started (core.start_task)."""
+    start_task_info: PrepReleaseRunRecord | None = None
+    start_task_attempt: int = 0
+    """Number of the latest start task process launched (stale exits are ignored)."""
     version: int = 0
     etag: str = ""
 

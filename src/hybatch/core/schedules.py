@@ -44,6 +44,7 @@ from hybatch.core.commands import (
 )
 from hybatch.core.context import Ctx, check_precondition
 from hybatch.core.errors import DomainError, invalid_property
+from hybatch.core.job_specs import check_job_tasks
 from hybatch.core.jobs import begin_termination, delete_job
 from hybatch.core.records import JobScheduleRecord
 from hybatch.core.validation import check_id, check_range, unsupported
@@ -139,12 +140,8 @@ def validate_job_specification(spec: BatchJobSpecification,
     if not info.pool_id:
         raise DomainError("MissingRequiredProperty", "The job specification must name a pool.",
                           details={"PropertyName": f"{prefix}.poolInfo.poolId"})
-    if spec.job_manager_task is not None:
-        raise unsupported("Job manager tasks", f"{prefix}.jobManagerTask")
-    if spec.job_preparation_task is not None:
-        raise unsupported("Job preparation tasks", f"{prefix}.jobPreparationTask")
-    if spec.job_release_task is not None:
-        raise unsupported("Job release tasks", f"{prefix}.jobReleaseTask")
+    check_job_tasks(spec.job_manager_task, spec.job_preparation_task, spec.job_release_task,
+                    prefix)
     if spec.uses_task_dependencies:
         raise unsupported("Task dependencies", f"{prefix}.usesTaskDependencies")
 

@@ -1,8 +1,9 @@
 """Task lifecycle: creation, state changes with job counters, exits, retries, terminate,
 reactivate, delete and constraint updates.
 
-States (BatchTaskState): ``active`` waits for a slot; ``preparing`` runs the job preparation
-task (not used yet); ``running`` has an attempt on a node; ``completed`` is final unless
+States (BatchTaskState): ``active`` waits for a slot; ``preparing`` has an attempt assigned
+to a node where the job preparation task runs first (core.job_tasks); ``running`` has an
+attempt on a node; ``completed`` is final unless
 reactivated. Every state change goes through ``set_task_state`` so job counters stay exact.
 
 Imports: standard library, core modules, wire models.
@@ -13,8 +14,8 @@ from __future__ import annotations
 from collections import deque
 from datetime import datetime
 
+from hybatch.core import job_manager, multi_instance, stats, user_identity
 from hybatch.core import jobs as job_rules
-from hybatch.core import multi_instance, stats, user_identity
 from hybatch.core import nodes as node_rules
 from hybatch.core.attempts import (
     KILL_DELETE,
@@ -34,6 +35,7 @@ from hybatch.core.context import Ctx, check_precondition, seconds
 from hybatch.core.effects import DeleteTaskFiles, ReleaseNode, StartTask, TaskLaunch
 from hybatch.core.errors import DomainError, conflict, exists, not_found
 from hybatch.core.events import TaskExited, TaskLost, TaskStarted
+from hybatch.core.job_specs import check_environment, preparation_task_id, release_task_id
 from hybatch.core.records import (
     FailureInfoRecord,
     JobRecord,
@@ -41,6 +43,7 @@ from hybatch.core.records import (
     TaskRecord,
     task_key,
 )
+from hybatch.core.tokens import token_lifetime
 from hybatch.core.validation import check_id, check_range, unsupported
 from hybatch.schema import BatchTaskConstraints, BatchTaskCreateOptions
 
@@ -103,8 +106,11 @@ def _count_completed(job: JobRecord, task: TaskRecord, sign: int) -> None:
 
 
 def make_ready(ctx: Ctx, job: JobRecord, task: TaskRecord) -> None:
-    """Queue an active task for placement on its job's pool."""
-    ctx.state.ready.setdefault(job.key, deque()).append(task.key)
+    """Queue an active task for placement on its job's pool (a job manager goes first)."""
+    if job.spec.job_manager_task is not None and job_manager.is_manager(job, task):
+        ctx.state.ready.setdefault(job.key, deque()).appendleft(task.key)
+    else:
+        ctx.state.ready.setdefault(job.key, deque()).append(task.key)
     if job.pool_id:
         ctx.state.pools_to_place.add(job.pool_id.lower())
 
@@ -144,6 +150,14 @@ def validate_task_spec(spec: BatchTaskCreateOptions, job: JobRecord) -> None:
     if spec.application_package_references:
         raise unsupported("Application packages", "applicationPackageReferences")
     user_identity.validate(spec.user_identity)
+    check_environment("environmentSettings", spec.environment_settings)
+    prep, release = job.spec.job_preparation_task, job.spec.job_release_task
+    if prep is not None and preparation_task_id(prep).lower() == spec.id.lower():
+        raise conflict("TaskIdSameAsJobPreparationTask", "The task id is the id of the job's "
+                       "preparation task.")
+    if release is not None and release_task_id(release).lower() == spec.id.lower():
+        raise conflict("TaskIdSameAsJobReleaseTask", "The task id is the id of the job's "
+                       "release task.")
 
 
 def add_tasks(ctx: Ctx, cmd: AddTasks) -> list[DomainError | TaskRecord]:
@@ -173,6 +187,11 @@ def add_tasks(ctx: Ctx, cmd: AddTasks) -> list[DomainError | TaskRecord]:
     return results
 
 
+def create_task(ctx: Ctx, job: JobRecord, spec: BatchTaskCreateOptions) -> TaskRecord:
+    """Add one task to ``job`` (a job's manager task at its creation: core.job_tasks)."""
+    return _add_one(ctx, job, spec)
+
+
 def _add_one(ctx: Ctx, job: JobRecord, spec: BatchTaskCreateOptions) -> TaskRecord:
     validate_task_spec(spec, job)
     key = task_key(job.id, spec.id)
@@ -193,9 +212,12 @@ def _add_one(ctx: Ctx, job: JobRecord, spec: BatchTaskCreateOptions) -> TaskReco
 # ------------------------------------------------------------------ running
 
 
-def offer_to_node(ctx: Ctx, job: JobRecord, task: TaskRecord, node: NodeRecord) -> None:
+def offer_to_node(ctx: Ctx, job: JobRecord, task: TaskRecord, node: NodeRecord, *,
+                  send: bool = True) -> None:
     """Offer one attempt of ``task`` to ``node``: the node queues it and starts it when it has
-    the slots; the task stays active until the node reports it started."""
+    the slots; the task stays active until the node reports it started. ``send=False``
+    assigns the attempt without telling the node yet (core.job_tasks: the job's preparation
+    task runs there first; ``send_offer`` follows)."""
     task.attempt += 1
     task.offered = True
     task.node_id = node.id
@@ -208,16 +230,30 @@ def offer_to_node(ctx: Ctx, job: JobRecord, task: TaskRecord, node: NodeRecord) 
     node.offered_slots += task.required_slots
     node.task_keys.append(task.key)
     ctx.state.touch(node, ctx.now)
+    if send:
+        send_offer(ctx, job, task)
+
+
+def send_offer(ctx: Ctx, job: JobRecord, task: TaskRecord) -> None:
+    """Tell the task's node about its assigned attempt."""
     env: list[tuple[str, str]] = []
     for setting in job.spec.common_environment_settings or []:
         env.append((setting.name, setting.value or ""))
     for setting in task.spec.environment_settings or []:
         env.append((setting.name, setting.value or ""))
+    token = task.spec.authentication_token_settings
+    if token is not None and token.access and ctx.tokens is not None:
+        expires = ctx.now + token_lifetime(task.max_wall_clock_s)
+        env.append(("AZ_BATCH_AUTHENTICATION_TOKEN",
+                    ctx.tokens.mint(job.id, task.id, expires,
+                                    tuple(str(a) for a in token.access))))
+    prep = job.spec.job_preparation_task
     ctx.effects.append(StartTask(TaskLaunch(
-        pool_id=node.pool_id, node_id=node.id, job_id=job.id, task_id=task.id,
+        pool_id=task.pool_id or "", node_id=task.node_id or "", job_id=job.id, task_id=task.id,
         attempt=task.attempt, command_line=task.spec.command_line, environment=tuple(env),
         max_wall_clock_s=task.max_wall_clock_s, required_slots=task.required_slots,
         user_identity=user_identity.launch_code(task.spec.user_identity),
+        job_preparation_task_id=preparation_task_id(prep) if prep is not None else None,
     )))
 
 
@@ -386,6 +422,8 @@ def _complete(ctx: Ctx, job: JobRecord, task: TaskRecord, result: str,
         task.end_time = ctx.now
     stats.task_completed(job, result)
     set_task_state(ctx, job, task, "completed")
+    if job.spec.job_manager_task is not None:
+        job_manager.on_completed(ctx, job, task)
     job_rules.on_task_completed(ctx, job)
 
 

@@ -13,8 +13,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from hybatch.core.effects import TaskLaunch
-from hybatch.node.layout import NodeLayout, TaskPaths
+from hybatch.core.effects import NodeTaskLaunch, TaskLaunch
+from hybatch.node.layout import WORKING_DIR, NodeLayout, TaskPaths, check_path_id
 
 INHERITED_VARIABLES = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "USER", "LOGNAME")
 """What a task inherits from the server: enough to find programs and pick a locale."""
@@ -87,7 +87,26 @@ def task_environment(
 
     The launch's ``environment`` (job common settings overridden by the task's settings) wins
     over the inherited base; the AZ_BATCH_* variables the service defines win over both.
+    A task of a job with a preparation task also gets that task's directories.
     """
+    service = {
+        "AZ_BATCH_JOB_ID": launch.job_id,
+        "AZ_BATCH_TASK_ID": launch.task_id,
+        "AZ_BATCH_TASK_DIR": str(paths.task_dir),
+        "AZ_BATCH_TASK_WORKING_DIR": str(paths.wd),
+    }
+    if launch.job_preparation_task_id is not None:
+        prep_dir = paths.task_dir.parent / check_path_id(launch.job_preparation_task_id)
+        service["AZ_BATCH_JOB_PREP_DIR"] = str(prep_dir)
+        service["AZ_BATCH_JOB_PREP_WORKING_DIR"] = str(prep_dir / WORKING_DIR)
+    return _with_settings(node_env, launch.environment, service)
+
+
+def job_task_environment(
+    node_env: Mapping[str, str], paths: TaskPaths, launch: NodeTaskLaunch
+) -> dict[str, str]:
+    """The environment of a job preparation or release task: like a task of the job, with
+    its own id and directories."""
     return _with_settings(
         node_env,
         launch.environment,

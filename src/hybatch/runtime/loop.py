@@ -22,10 +22,12 @@ from hybatch.core.commands import Command, task_targets
 from hybatch.core.effects import (
     DeleteTaskFiles,
     Effect,
+    KillNodeTask,
     KillTask,
     ProvisionNode,
     ReleaseNode,
     RestartNode,
+    RunNodeTask,
     StartTask,
 )
 from hybatch.core.errors import DomainError
@@ -220,5 +222,9 @@ class WriterLoop:
                 self._backend.delete_task_files(effect)
             elif isinstance(effect, RestartNode):
                 self._backend.restart_node(effect)
+            elif isinstance(effect, RunNodeTask):
+                self._backend.run_node_task(effect.launch)
+            elif isinstance(effect, KillNodeTask):
+                self._backend.kill_node_task(effect)
         except Exception:
             log.exception("effect %r failed", effect)

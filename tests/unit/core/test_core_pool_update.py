@@ -56,7 +56,11 @@ def test_fields_of_an_empty_pool_only(sim: Sim) -> None:
 def test_refusals_change_nothing(sim: Sim) -> None:
     sim.pool(nodes=0)
     sim.fails(patch("nope", metadata=[]), "PoolNotFound")
-    sim.fails(patch(startTask={"commandLine": "/bin/true"}), "UnsupportedProperty")
+    sim.fails(patch(startTask={"commandLine": " "}), "InvalidPropertyValue")
+    sim.fails(patch(startTask={"commandLine": "x", "maxTaskRetryCount": -2}),
+              "InvalidPropertyValue")
+    sim.fails(patch(startTask={"commandLine": "x", "resourceFiles": [{"httpUrl": "u"}]}),
+              "UnsupportedProperty")
     sim.fails(patch(applicationPackageReferences=[{"applicationId": "a"}]),
               "UnsupportedProperty")
     sim.fails(patch(taskSlotsPerNode=0), "InvalidPropertyValue")

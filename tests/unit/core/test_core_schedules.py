@@ -184,8 +184,10 @@ def test_jobs_and_schedules_do_not_share_ids(sim: Sim) -> None:
     ({"pool_id": ""}, "MissingRequiredProperty", "jobSpecification.poolInfo.poolId"),
     ({"job": {"poolInfo": {"autoPoolSpecification": {"poolLifetimeOption": "job"}}}},
      "UnsupportedProperty", "jobSpecification.poolInfo.autoPoolSpecification"),
-    ({"job": {"jobManagerTask": {"id": "jm", "commandLine": "/bin/true"}}},
-     "UnsupportedProperty", "jobSpecification.jobManagerTask"),
+    ({"job": {"jobManagerTask": {"id": "jm", "commandLine": " "}}},
+     "InvalidPropertyValue", "jobSpecification.jobManagerTask.commandLine"),
+    ({"job": {"jobReleaseTask": {"commandLine": "/bin/true"}}},
+     "InvalidPropertyValue", "jobSpecification.jobReleaseTask"),
     ({"job": {"usesTaskDependencies": True}}, "UnsupportedProperty",
      "jobSpecification.usesTaskDependencies"),
 ])
