@@ -216,6 +216,7 @@ def run_and_verify(tmp_path: Path, schema: Any, budget: Budget) -> Report:
             server.stop()
 
 
+@pytest.mark.timeout(900)  # ~2.5 min on an idle 2-core machine; room for a loaded one
 def test_fuzz_every_operation(tmp_path: Path) -> None:
     """The spec (or, without it, the rebuilt schema): BUDGET requests per operation."""
     report = run_and_verify(tmp_path, spec_schema(), BUDGET)
