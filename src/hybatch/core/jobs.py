@@ -73,8 +73,6 @@ def validate_job_spec(spec: BatchJobCreateOptions) -> None:
         raise unsupported("Job preparation tasks", "jobPreparationTask")
     if spec.job_release_task is not None:
         raise unsupported("Job release tasks", "jobReleaseTask")
-    if spec.uses_task_dependencies:
-        raise unsupported("Task dependencies", "usesTaskDependencies")
 
 
 def _check_pool_info(info: object) -> None:
@@ -236,7 +234,8 @@ def enable_job(ctx: Ctx, cmd: EnableJob) -> JobRecord:
                           "disabled, so it cannot be enabled.", details={"JobState": job.state})
     set_job_state(ctx, job, "enabling")
     waiting = sorted((t for t in ctx.state.tasks_of(job.key)
-                      if t.state == "active" and not t.offered), key=lambda t: t.seq)
+                      if t.state == "active" and not t.offered and not t.waiting_on_parents),
+                     key=lambda t: t.seq)
     ctx.state.ready[job.key] = deque(t.key for t in waiting)
     set_job_state(ctx, job, "active")
     if job.pool_id:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from hybatch.core import jobs, nodes, pool_update, pools, schedules, tasks, usage
+from hybatch.core import dependencies, jobs, nodes, pool_update, pools, schedules, tasks, usage
 from hybatch.core.cluster import ChangeSet, ClusterState
 from hybatch.core.commands import (
     AddTasks,
@@ -75,6 +75,14 @@ class Outcome:
     result: object = None
 
 
+def _update_job(ctx: Ctx, cmd: UpdateJob) -> object:
+    """Update a job; metadata that turns on hybatch.failBlockedDependents fails the tasks
+    already blocked (core.dependencies)."""
+    job = jobs.update_job(ctx, cmd)
+    dependencies.fail_blocked(ctx, job, tasks.DEPENDENCY_HOOKS)
+    return job
+
+
 def _tick(ctx: Ctx, event: Tick) -> None:
     """Time-based checks: close ended usage intervals, re-run placement."""
     usage.roll_all(ctx)
@@ -95,7 +103,7 @@ _HANDLERS: dict[type, Callable[[Ctx, Any], object]] = {
     ReplaceNodeUser: nodes.replace_user,
     DeleteNodeUser: nodes.delete_user,
     CreateJob: jobs.create_job,
-    UpdateJob: jobs.update_job,
+    UpdateJob: _update_job,
     TerminateJob: jobs.terminate_job,
     DeleteJob: jobs.delete_job,
     DisableJob: jobs.disable_job,
@@ -175,6 +183,7 @@ class BatchCore:
                 state.running[owner.key].add(task.key)
             elif task.state == "active" and owner.state == "active":
                 state.ready[owner.key].append(task.key)
+        dependencies.rebuild(state)  # waiting tasks leave the ready queues
         state.pools_to_place.update(state.pools)
 
     def reset(self) -> None:

@@ -145,8 +145,6 @@ def validate_job_specification(spec: BatchJobSpecification,
         raise unsupported("Job preparation tasks", f"{prefix}.jobPreparationTask")
     if spec.job_release_task is not None:
         raise unsupported("Job release tasks", f"{prefix}.jobReleaseTask")
-    if spec.uses_task_dependencies:
-        raise unsupported("Task dependencies", f"{prefix}.usesTaskDependencies")
 
 
 # ------------------------------------------------------------------ timing (pure)

@@ -13,9 +13,9 @@ from __future__ import annotations
 from collections import deque
 from datetime import datetime
 
+from hybatch.core import dependencies, stats
 from hybatch.core import jobs as job_rules
 from hybatch.core import nodes as node_rules
-from hybatch.core import stats
 from hybatch.core.attempts import (
     KILL_DELETE,
     KILL_JOB_TERMINATE,
@@ -26,6 +26,7 @@ from hybatch.core.attempts import (
 from hybatch.core.commands import (
     AddTasks,
     DeleteTask,
+    DisableJob,
     ReactivateTask,
     TerminateTask,
     UpdateTaskConstraints,
@@ -34,6 +35,13 @@ from hybatch.core.context import Ctx, check_precondition, seconds
 from hybatch.core.effects import DeleteTaskFiles, ReleaseNode, StartTask, TaskLaunch
 from hybatch.core.errors import DomainError, conflict, exists, not_found
 from hybatch.core.events import TaskExited, TaskLost, TaskStarted
+from hybatch.core.exit_conditions import (
+    ENDED,
+    PERFORM_JOB_ACTION,
+    ExitDecision,
+    decide,
+)
+from hybatch.core.exit_conditions import validate as validate_exit_conditions
 from hybatch.core.records import (
     FailureInfoRecord,
     JobRecord,
@@ -132,8 +140,8 @@ def validate_task_spec(spec: BatchTaskCreateOptions, job: JobRecord) -> None:
     if spec.constraints is not None and spec.constraints.max_task_retry_count is not None:
         check_range("constraints.maxTaskRetryCount", spec.constraints.max_task_retry_count,
                     -1, 100)
-    if spec.depends_on is not None:
-        raise unsupported("Task dependencies", "dependsOn")
+    dependencies.validate(spec, job)
+    validate_exit_conditions(spec.exit_conditions, job)
     if spec.multi_instance_settings is not None:
         raise unsupported("Multi-instance tasks", "multiInstanceSettings")
     if spec.resource_files:
@@ -186,7 +194,8 @@ def _add_one(ctx: Ctx, job: JobRecord, spec: BatchTaskCreateOptions) -> TaskReco
     job.counts.active += 1
     job.counts.active_slots += task.required_slots
     ctx.state.save_counters(job)
-    make_ready(ctx, job, task)
+    if dependencies.on_added(ctx, job, task, DEPENDENCY_HOOKS):
+        make_ready(ctx, job, task)
     return task
 
 
@@ -300,13 +309,15 @@ def on_task_exited(ctx: Ctx, event: TaskExited) -> None:
                                                  KILL_JOB_TERMINATE else "."),
         ))
         return
+    conditions = task.spec.exit_conditions
     if event.failure is not None and event.exit_code is None:
-        _complete(ctx, job, task, "failure", event.failure)
+        _complete(ctx, job, task, "failure", event.failure,
+                  decide(conditions, None, failed=True, pre_processing=True))
         return
     if event.exit_code == 0 and not event.timed_out:
         if node is not None:
             node.total_tasks_succeeded += 1
-        _complete(ctx, job, task, "success", None)
+        _complete(ctx, job, task, "success", None, decide(conditions, 0, failed=False))
         return
     limit = task.max_task_retry_count
     if limit == -1 or task.retry_count < limit:
@@ -321,7 +332,8 @@ def on_task_exited(ctx: Ctx, event: TaskExited) -> None:
         details=[("Message", f"The task process exited with an unexpected exit code: "
                              f"{event.exit_code}")],
     )
-    _complete(ctx, job, task, "failure", failure)
+    _complete(ctx, job, task, "failure", failure,
+              decide(conditions, event.exit_code, failed=True))
 
 
 def _learn_run_time(job: JobRecord, seconds: float) -> None:
@@ -376,14 +388,42 @@ def _back_to_active(ctx: Ctx, job: JobRecord, task: TaskRecord) -> None:
 
 
 def _complete(ctx: Ctx, job: JobRecord, task: TaskRecord, result: str,
-              failure: FailureInfoRecord | None) -> None:
+              failure: FailureInfoRecord | None, decision: ExitDecision = ENDED) -> None:
+    """Complete a task. ``decision``: the ExitOptions that apply (core.exit_conditions);
+    the default, for terminated tasks, blocks dependents and takes no job action."""
     task.result = result
     task.failure_info = failure
     if task.end_time is None:
         task.end_time = ctx.now
     stats.task_completed(job, result)
     set_task_state(ctx, job, task, "completed")
+    dependencies.on_completed(ctx, job, task, decision.dependency_action, DEPENDENCY_HOOKS)
+    _job_action(ctx, job, decision)
     job_rules.on_task_completed(ctx, job)
+
+
+def _job_action(ctx: Ctx, job: JobRecord, decision: ExitDecision) -> None:
+    """The ExitOptions jobAction, performed only when the job's onTaskFailure is
+    performexitoptionsjobaction: ``disable`` disables the job (running tasks requeued),
+    ``terminate`` terminates it with terminateReason ``TaskFailed``."""
+    if decision.job_action == "none":
+        return
+    if str(job.spec.on_task_failure or "noaction") != PERFORM_JOB_ACTION:
+        return
+    if decision.job_action == "disable":
+        if job.state == "active":
+            job_rules.disable_job(ctx, DisableJob(job.id, "requeue"))
+    elif job.state in ("active", "disabling", "disabled"):
+        job_rules.begin_termination(ctx, job, "TaskFailed")
+
+
+def _fail_dependent(ctx: Ctx, job: JobRecord, task: TaskRecord,
+                    failure: FailureInfoRecord) -> None:
+    """A waiting task whose parent blocked, in a job that opted in to failing those."""
+    _complete(ctx, job, task, "failure", failure)
+
+
+DEPENDENCY_HOOKS = dependencies.Hooks(release=make_ready, fail=_fail_dependent)
 
 
 def files_expired(task: TaskRecord, now: datetime) -> bool:
@@ -432,6 +472,7 @@ def reactivate_task(ctx: Ctx, cmd: ReactivateTask) -> TaskRecord:
     if job.state in ("completed", "terminating", "deleting"):
         raise conflict("JobCompleted" if job.state == "completed" else "JobNotActive",
                        "The task's job no longer accepts work.")
+    dependencies.on_reactivated(ctx, job, task, DEPENDENCY_HOOKS)
     task.retry_count = 0
     task.requeue_count = 0
     task.exit_code = None
@@ -440,7 +481,8 @@ def reactivate_task(ctx: Ctx, cmd: ReactivateTask) -> TaskRecord:
     task.end_time = None
     set_task_state(ctx, job, task, "active")
     task.result = None
-    if job.state == "active":
+    if dependencies.on_reactivated_task(ctx, job, task, DEPENDENCY_HOOKS) and (
+            job.state == "active"):
         make_ready(ctx, job, task)
     return task
 
@@ -453,6 +495,7 @@ def delete_task(ctx: Ctx, cmd: DeleteTask) -> None:
 
 def remove_task(ctx: Ctx, job: JobRecord, task: TaskRecord) -> None:
     """Forget a task: kill a running attempt, drop counters and its files."""
+    dependencies.on_removed(ctx, job, task)
     counts = job.counts
     slots = task.required_slots
     bucket = _bucket(task.state)

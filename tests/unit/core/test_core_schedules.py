@@ -186,8 +186,8 @@ def test_jobs_and_schedules_do_not_share_ids(sim: Sim) -> None:
      "UnsupportedProperty", "jobSpecification.poolInfo.autoPoolSpecification"),
     ({"job": {"jobManagerTask": {"id": "jm", "commandLine": "/bin/true"}}},
      "UnsupportedProperty", "jobSpecification.jobManagerTask"),
-    ({"job": {"usesTaskDependencies": True}}, "UnsupportedProperty",
-     "jobSpecification.usesTaskDependencies"),
+    ({"job": {"jobReleaseTask": {"commandLine": "/bin/true"}}}, "UnsupportedProperty",
+     "jobSpecification.jobReleaseTask"),
 ])
 def test_invalid_bodies_are_refused(sim: Sim, kwargs: dict[str, Any], code: str,
                                     prop: str) -> None:
@@ -306,14 +306,15 @@ def test_put_needs_a_job_specification(sim: Sim) -> None:
      "schedule.recurrenceInterval"),
     (UpdateJobSchedule("s", job_specification=job_specification(priority=-1001)),
      "jobSpecification.priority"),
-    (UpdateJobSchedule("s", job_specification=job_specification(usesTaskDependencies=True),
-                       replace=True), "jobSpecification.usesTaskDependencies"),
+    (UpdateJobSchedule("s", job_specification=job_specification(
+        jobPreparationTask={"commandLine": "/bin/true"}), replace=True),
+     "jobSpecification.jobPreparationTask"),
 ])
 def test_invalid_updates_change_nothing(sim: Sim, message: UpdateJobSchedule,
                                         prop: str) -> None:
     create(sim)
     error = refused(sim, message, "UnsupportedProperty"
-                    if "Dependencies" in prop else "InvalidPropertyValue")
+                    if "Task" in prop else "InvalidPropertyValue")
     assert error.details["PropertyName"] == prop
 
 
