@@ -508,29 +508,28 @@ def _drain(ctx: Ctx, job: JobRecord, idx: JobDependencies, hooks: Hooks) -> None
 
 def rebuild(state: ClusterState) -> None:
     """After loading the records at start-up: recount every waiting task and take it out of
-    its job's ready queue."""
+    its job's ready queue (one pass over the tasks in memory)."""
     state.dependencies = {}
-    for job in state.jobs.values():
-        if not uses_dependencies(job):
+    waiting: dict[str, set[Key]] = {}
+    for task in state.tasks.values():
+        if not task.waiting_on_parents:
             continue
-        idx = _index(state, job)
-        book = _book(job)
-        waiting: set[Key] = set()
-        for task in state.tasks_of(job.key):
-            if not task.waiting_on_parents or task.state != "active":
-                task.waiting_on_parents = False
-                continue
-            pending = _recount(state, job, book, task)
-            if pending > 0:
-                _register(idx, task, pending)
-                waiting.add(task.key)
-            else:
-                task.waiting_on_parents = False
-        ready = state.ready.get(job.key)
-        if ready is not None and waiting:
-            ready_keys = [k for k in ready if k not in waiting]
+        job = state.jobs.get(task.key[0])
+        if job is None or not uses_dependencies(job) or task.state != "active":
+            task.waiting_on_parents = False
+            continue
+        pending = _recount(state, job, _book(job), task)
+        if pending > 0:
+            _register(_index(state, job), task, pending)
+            waiting.setdefault(job.key, set()).add(task.key)
+        else:
+            task.waiting_on_parents = False
+    for job_key, keys in waiting.items():
+        ready = state.ready.get(job_key)
+        if ready:
+            kept = [k for k in ready if k not in keys]
             ready.clear()
-            ready.extend(ready_keys)
+            ready.extend(kept)
 
 
 def problems(state: ClusterState) -> list[str]:
