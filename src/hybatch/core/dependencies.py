@@ -275,6 +275,8 @@ def _explicit_change(ctx: Ctx, job: JobRecord, idx: JobDependencies, parent_id: 
 
 def _value_change(ctx: Ctx, job: JobRecord, idx: JobDependencies, value: int, delta: int,
                   hooks: Hooks) -> None:
+    if not idx.stab:
+        return  # no waiting task has a range
     for key, count in idx.covering(value):
         _adjust(ctx, job, idx, key, delta * count, hooks)
 
