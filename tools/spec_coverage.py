@@ -22,12 +22,15 @@ PARTIAL: dict[str, str] = {
                         "image and VM size are accepted and recorded; a start task's "
                         "resource files or container answer 400 UnsupportedProperty (see "
                         "Node and job tasks below)",
-    "Jobs_CreateJob": "auto pools and task dependencies answer 400 UnsupportedProperty; "
-                      "job manager/preparation/release tasks run (see Node and job tasks "
-                      "below), their resource files, output files, containers and "
-                      "application packages answer 400 UnsupportedProperty",
-    "Tasks_CreateTask": "resource/output files, dependencies, containers and application "
-                        "packages answer 400 UnsupportedProperty; multi-instance tasks run "
+    "Jobs_CreateJob": "auto pools answer 400 UnsupportedProperty; job "
+                      "manager/preparation/release tasks run (see Node and job tasks below), "
+                      "their resource files, output files, containers and application "
+                      "packages answer 400 UnsupportedProperty; task dependencies and "
+                      "onTaskFailure: see Task dependencies below",
+    "Tasks_CreateTask": "resource/output files, containers and application packages answer "
+                        "400 UnsupportedProperty; dependsOn and exitConditions: see Task "
+                        "dependencies below (fileUploadError is accepted but never applies: "
+                        "there are no output files); multi-instance tasks run "
                         "(docs/adr/0009): commonResourceFiles take httpUrl (http/https) only; "
                         "userIdentity: auto-users only (see docs/nodes.md), a username answers "
                         "400 UnsupportedProperty",
@@ -93,6 +96,36 @@ PARTIAL: dict[str, str] = {
 }
 
 NOTES: tuple[str, ...] = (
+    "## Task dependencies and exit conditions",
+    "",
+    "Jobs with `usesTaskDependencies`; tasks with `dependsOn.taskIds` and `taskIdRanges`; "
+    "`exitConditions` (`exitCodes`, `exitCodeRanges`, `preProcessingError`, `default`) "
+    "choosing `dependencyAction` and, under `onTaskFailure=performexitoptionsjobaction`, "
+    "`jobAction` (`disable`: job disable with requeue; `terminate`: terminateReason "
+    "`TaskFailed`). A task waits (state `active`) until every parent completed with "
+    "`satisfy`; it is released in the same writer turn as its last parent's exit. Errors: "
+    "`TaskDependenciesNotSpecifiedOnJob`, `TaskDependencyListTooLong` (ids over 64000 "
+    "characters), `TaskDependencyRangesTooLong` (more than 100 ranges: hybatch's limit), "
+    "`InvalidPropertyValue` for a self-dependency, a range bound outside 32 bits, "
+    "`jobAction` on a job whose `onTaskFailure` is `noaction` and `dependencyAction` on a job "
+    "without dependencies.",
+    "",
+    "- Parents may be added after their dependents. A range requires every integer value in "
+    "it (`7` and `07` both hold 7; non-integer ids never match); values no task holds yet are "
+    "waited for, so the submission order never matters (the 15.x SDK sends `create_tasks` "
+    "chunks last-first). A range never waits for the task itself.",
+    "- A parent completed with `block` leaves its dependents active until it is reactivated "
+    "and satisfies them (Batch does not cancel them). Reactivating a parent that had "
+    "satisfied makes tasks still waiting on it wait for its next completion; a reactivated "
+    "dependent waits for its parents again. Deleting a parent keeps a satisfaction it gave to "
+    "tasks already waiting; otherwise they wait for a task of that id.",
+    "- Terminated tasks (and tasks of a terminated job) block their dependents and take no "
+    "job action.",
+    "- hybatch extension: job metadata `hybatch.failBlockedDependents` = `true` fails every "
+    "task waiting under a parent that blocked (when it blocks, when the task is added, or "
+    "when the metadata is set later), recursively, with failureInfo category `usererror`, "
+    "code `DependencyFailed`, detail `ParentTaskId`.",
+    "",
     "## Statistics (`$expand=stats`)",
     "",
     "Jobs, tasks and pools carry `stats` only when asked (`$expand=stats`, or `stats` in "

@@ -17,6 +17,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 import requests
 import schemathesis
 from azure.batch import BatchClient

@@ -89,6 +89,8 @@ def strategy_for(tp: Any) -> st.SearchStrategy[Any]:
         return st.lists(strategy_for(args[0]), max_size=3)
     if origin is tuple:
         return st.tuples(*(strategy_for(a) for a in args))
+    if origin is dict:
+        return st.dictionaries(strategy_for(args[0]), strategy_for(args[1]), max_size=3)
     if tp in _SPECS:
         return _SPECS[tp]
     if dataclasses.is_dataclass(tp):

@@ -18,6 +18,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from hybatch.core.dependency_index import JobDependencies
 from hybatch.core.records import (
     JobRecord,
     JobScheduleRecord,
@@ -74,6 +75,8 @@ class ClusterState:
         # attempts killed while they waited for their job's preparation task, never sent to
         # a node: settled by the core after the message (core.job_tasks)
         self.withheld_kills: set[tuple[str, str]] = set()
+        # per job using task dependencies: its waiting tasks and what they wait for
+        self.dependencies: dict[str, JobDependencies] = {}
 
     # ------------------------------------------------------------------ lookups
 
@@ -116,11 +119,13 @@ class ClusterState:
         eTag changes with job-level data, not with every task state change."""
         self.changes.jobs[job.key] = job
 
-    def save_quietly(self, record: PoolRecord | NodeRecord) -> None:
-        """Persist bookkeeping (usage accounting) without a new version, etag or time: it is
-        not a change of the resource a client sees."""
+    def save_quietly(self, record: PoolRecord | NodeRecord | TaskRecord) -> None:
+        """Persist bookkeeping (usage accounting, a task's release by its parents) without a
+        new version, etag or time: it is not a change of the resource a client sees."""
         if isinstance(record, PoolRecord):
             self.changes.pools[record.key] = record
+        elif isinstance(record, TaskRecord):
+            self.changes.tasks[record.key] = record
         else:
             self.changes.nodes[record.key] = record
 
@@ -174,6 +179,7 @@ class ClusterState:
         self.jobs.pop(key, None)
         self.ready.pop(key, None)
         self.running.pop(key, None)
+        self.dependencies.pop(key, None)
         for tkey in [k for k in self.tasks if k[0] == key]:
             del self.tasks[tkey]
         for tkey in [k for k in self.changes.tasks if k[0] == key]:

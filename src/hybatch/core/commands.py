@@ -298,7 +298,12 @@ def task_targets(command: object) -> list[tuple[str, str]]:
     """(job_id, task_id) pairs a command touches; the runtime loads stored ones first.
     Empty for events and commands that touch no task."""
     if isinstance(command, AddTasks):
-        return [(command.job_id, s.id) for s in command.specs]
+        # the new ids (duplicate checks) and the parents they name (readiness)
+        targets = [(command.job_id, s.id) for s in command.specs]
+        for spec in command.specs:
+            if spec.depends_on is not None and spec.depends_on.task_ids:
+                targets.extend((command.job_id, p) for p in spec.depends_on.task_ids)
+        return targets
     if isinstance(command, TerminateTask | ReactivateTask | DeleteTask | UpdateTaskConstraints):
         return [(command.job_id, command.task_id)]
     return []

@@ -70,8 +70,6 @@ def validate_job_spec(spec: BatchJobCreateOptions) -> None:
     if info.auto_pool_specification is not None:
         raise unsupported("Auto pools", "poolInfo.autoPoolSpecification")
     check_job_tasks(spec.job_manager_task, spec.job_preparation_task, spec.job_release_task)
-    if spec.uses_task_dependencies:
-        raise unsupported("Task dependencies", "usesTaskDependencies")
 
 
 def _check_pool_info(info: object) -> None:
@@ -240,7 +238,8 @@ def enable_job(ctx: Ctx, cmd: EnableJob) -> JobRecord:
                           "disabled, so it cannot be enabled.", details={"JobState": job.state})
     set_job_state(ctx, job, "enabling")
     waiting = sorted((t for t in ctx.state.tasks_of(job.key)
-                      if t.state == "active" and not t.offered), key=lambda t: t.seq)
+                      if t.state == "active" and not t.offered and not t.waiting_on_parents),
+                     key=lambda t: t.seq)
     ctx.state.ready[job.key] = deque(t.key for t in waiting)
     set_job_state(ctx, job, "active")
     if job.pool_id:

@@ -18,6 +18,7 @@ from datetime import datetime
 from typing import Any
 
 from hybatch.core import (
+    dependencies,
     job_tasks,
     jobs,
     multi_instance,
@@ -91,6 +92,14 @@ class Outcome:
     result: object = None
 
 
+def _update_job(ctx: Ctx, cmd: UpdateJob) -> object:
+    """Update a job; metadata that turns on hybatch.failBlockedDependents fails the tasks
+    already blocked (core.dependencies)."""
+    job = jobs.update_job(ctx, cmd)
+    dependencies.fail_blocked(ctx, job, tasks.DEPENDENCY_HOOKS)
+    return job
+
+
 def _tick(ctx: Ctx, event: Tick) -> None:
     """Time-based checks: close ended usage intervals, create due scheduled jobs, re-run
     placement."""
@@ -114,7 +123,7 @@ _HANDLERS: dict[type, Callable[[Ctx, Any], object]] = {
     ReplaceNodeUser: nodes.replace_user,
     DeleteNodeUser: nodes.delete_user,
     CreateJob: job_tasks.create_job,
-    UpdateJob: jobs.update_job,
+    UpdateJob: _update_job,
     TerminateJob: jobs.terminate_job,
     DeleteJob: jobs.delete_job,
     DisableJob: jobs.disable_job,
@@ -204,6 +213,7 @@ class BatchCore:
                 state.running[owner.key].add(task.key)
             elif task.state == "active" and owner.state == "active":
                 state.ready[owner.key].append(task.key)
+        dependencies.rebuild(state)  # waiting tasks leave the ready queues
         state.pools_to_place.update(state.pools)
 
     def reset(self) -> None:

@@ -280,6 +280,30 @@ class TaskCountsRecord:
 
 
 @dataclass(slots=True)
+class DependencyBookRecord:
+    """What a job that uses task dependencies must remember about tasks that are not in
+    memory (completed or absent) so the readiness of its waiting tasks survives a restart
+    (core.dependencies). Kept small: ids only while a waiting task names them, integer ids
+    as runs.
+
+    * ``absent`` / ``blocked`` / ``ghosts``: lower-cased ids named in ``dependsOn.taskIds`` of a
+      waiting task, for which no task exists / whose task completed with dependencyAction
+      block / whose satisfying task was deleted (it stays satisfied for those waiting).
+    * ``satisfied_runs`` / ``blocked_runs``: inclusive ``[start, end]`` runs of the integer
+      values of task ids that completed with dependencyAction satisfy / block (what
+      ``taskIdRanges`` select), with ``*_extra`` counting values held by more than one task
+      (``4`` and ``04``)."""
+
+    absent: dict[str, int] = field(default_factory=dict)
+    blocked: dict[str, int] = field(default_factory=dict)
+    ghosts: dict[str, int] = field(default_factory=dict)
+    satisfied_runs: list[list[int]] = field(default_factory=list)
+    satisfied_extra: dict[str, int] = field(default_factory=dict)
+    blocked_runs: list[list[int]] = field(default_factory=list)
+    blocked_extra: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
 class JobRecord:
     """A job. ``spec`` is the create body; patchable fields (priority, constraints,
     onAllTasksComplete, poolInfo, maxParallelTasks, metadata) are updated in ``spec``."""
@@ -305,6 +329,8 @@ class JobRecord:
     """Per node: the job preparation/release task runs there (filled once those exist)."""
     job_schedule_id: str | None = None
     """The job schedule that created this job (None for jobs created directly)."""
+    dependency_book: DependencyBookRecord | None = None
+    """Task dependency bookkeeping (jobs with usesTaskDependencies; core.dependencies)."""
     version: int = 0
     etag: str = ""
 
@@ -413,6 +439,12 @@ class TaskRecord:
     instances: list[InstanceRecord] | None = None
     """Multi-instance tasks: the instances of the current (or last) attempt, primary first;
     None for other tasks and before the first gang is placed."""
+    waiting_on_parents: bool = False
+    """A task with ``dependsOn`` whose parents have not all satisfied it yet: active but not
+    queued for placement (core.dependencies releases it)."""
+    dependency_action: str | None = None
+    """The dependencyAction of its completion (``satisfy`` | ``block``), in jobs that use task
+    dependencies; None while not completed."""
     version: int = 0
     etag: str = ""
 

@@ -142,8 +142,6 @@ def validate_job_specification(spec: BatchJobSpecification,
                           details={"PropertyName": f"{prefix}.poolInfo.poolId"})
     check_job_tasks(spec.job_manager_task, spec.job_preparation_task, spec.job_release_task,
                     prefix)
-    if spec.uses_task_dependencies:
-        raise unsupported("Task dependencies", f"{prefix}.usesTaskDependencies")
 
 
 # ------------------------------------------------------------------ timing (pure)

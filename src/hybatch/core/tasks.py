@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections import deque
 from datetime import datetime
 
-from hybatch.core import job_manager, multi_instance, stats, user_identity
+from hybatch.core import dependencies, job_manager, multi_instance, stats, user_identity
 from hybatch.core import jobs as job_rules
 from hybatch.core import nodes as node_rules
 from hybatch.core.attempts import (
@@ -27,6 +27,7 @@ from hybatch.core.attempts import (
 from hybatch.core.commands import (
     AddTasks,
     DeleteTask,
+    DisableJob,
     ReactivateTask,
     TerminateTask,
     UpdateTaskConstraints,
@@ -35,6 +36,13 @@ from hybatch.core.context import Ctx, check_precondition, seconds
 from hybatch.core.effects import DeleteTaskFiles, ReleaseNode, StartTask, TaskLaunch
 from hybatch.core.errors import DomainError, conflict, exists, not_found
 from hybatch.core.events import TaskExited, TaskLost, TaskStarted
+from hybatch.core.exit_conditions import (
+    ENDED,
+    PERFORM_JOB_ACTION,
+    ExitDecision,
+    decide,
+)
+from hybatch.core.exit_conditions import validate as validate_exit_conditions
 from hybatch.core.job_specs import check_environment, preparation_task_id, release_task_id
 from hybatch.core.records import (
     FailureInfoRecord,
@@ -138,8 +146,8 @@ def validate_task_spec(spec: BatchTaskCreateOptions, job: JobRecord) -> None:
     if spec.constraints is not None and spec.constraints.max_task_retry_count is not None:
         check_range("constraints.maxTaskRetryCount", spec.constraints.max_task_retry_count,
                     -1, 100)
-    if spec.depends_on is not None:
-        raise unsupported("Task dependencies", "dependsOn")
+    dependencies.validate(spec, job)
+    validate_exit_conditions(spec.exit_conditions, job)
     multi_instance.validate(spec)
     if spec.resource_files:
         raise unsupported("Resource files", "resourceFiles")
@@ -205,7 +213,8 @@ def _add_one(ctx: Ctx, job: JobRecord, spec: BatchTaskCreateOptions) -> TaskReco
     job.counts.active += 1
     job.counts.active_slots += task.required_slots
     ctx.state.save_counters(job)
-    make_ready(ctx, job, task)
+    if dependencies.on_added(ctx, job, task, DEPENDENCY_HOOKS):
+        make_ready(ctx, job, task)
     return task
 
 
@@ -339,13 +348,15 @@ def on_task_exited(ctx: Ctx, event: TaskExited) -> None:
                                                  KILL_JOB_TERMINATE else "."),
         ))
         return
+    conditions = task.spec.exit_conditions
     if event.failure is not None and event.exit_code is None:
-        _complete(ctx, job, task, "failure", event.failure)
+        _complete(ctx, job, task, "failure", event.failure,
+                  decide(conditions, None, failed=True, pre_processing=True))
         return
     if event.exit_code == 0 and not event.timed_out:
         if node is not None:
             node.total_tasks_succeeded += 1
-        _complete(ctx, job, task, "success", None)
+        _complete(ctx, job, task, "success", None, decide(conditions, 0, failed=False))
         return
     limit = task.max_task_retry_count
     if limit == -1 or task.retry_count < limit:
@@ -360,7 +371,8 @@ def on_task_exited(ctx: Ctx, event: TaskExited) -> None:
         details=[("Message", f"The task process exited with an unexpected exit code: "
                              f"{event.exit_code}")],
     )
-    _complete(ctx, job, task, "failure", failure)
+    _complete(ctx, job, task, "failure", failure,
+              decide(conditions, event.exit_code, failed=True))
 
 
 def _learn_run_time(job: JobRecord, seconds: float) -> None:
@@ -415,16 +427,44 @@ def _back_to_active(ctx: Ctx, job: JobRecord, task: TaskRecord) -> None:
 
 
 def _complete(ctx: Ctx, job: JobRecord, task: TaskRecord, result: str,
-              failure: FailureInfoRecord | None) -> None:
+              failure: FailureInfoRecord | None, decision: ExitDecision = ENDED) -> None:
+    """Complete a task. ``decision``: the ExitOptions that apply (core.exit_conditions);
+    the default, for terminated tasks, blocks dependents and takes no job action."""
     task.result = result
     task.failure_info = failure
     if task.end_time is None:
         task.end_time = ctx.now
     stats.task_completed(job, result)
     set_task_state(ctx, job, task, "completed")
+    dependencies.on_completed(ctx, job, task, decision.dependency_action, DEPENDENCY_HOOKS)
+    _job_action(ctx, job, decision)
     if job.spec.job_manager_task is not None:
         job_manager.on_completed(ctx, job, task)
     job_rules.on_task_completed(ctx, job)
+
+
+def _job_action(ctx: Ctx, job: JobRecord, decision: ExitDecision) -> None:
+    """The ExitOptions jobAction, performed only when the job's onTaskFailure is
+    performexitoptionsjobaction: ``disable`` disables the job (running tasks requeued),
+    ``terminate`` terminates it with terminateReason ``TaskFailed``."""
+    if decision.job_action == "none":
+        return
+    if str(job.spec.on_task_failure or "noaction") != PERFORM_JOB_ACTION:
+        return
+    if decision.job_action == "disable":
+        if job.state == "active":
+            job_rules.disable_job(ctx, DisableJob(job.id, "requeue"))
+    elif job.state in ("active", "disabling", "disabled"):
+        job_rules.begin_termination(ctx, job, "TaskFailed")
+
+
+def _fail_dependent(ctx: Ctx, job: JobRecord, task: TaskRecord,
+                    failure: FailureInfoRecord) -> None:
+    """A waiting task whose parent blocked, in a job that opted in to failing those."""
+    _complete(ctx, job, task, "failure", failure)
+
+
+DEPENDENCY_HOOKS = dependencies.Hooks(release=make_ready, fail=_fail_dependent)
 
 
 def files_expired(task: TaskRecord, now: datetime) -> bool:
@@ -473,6 +513,7 @@ def reactivate_task(ctx: Ctx, cmd: ReactivateTask) -> TaskRecord:
     if job.state in ("completed", "terminating", "deleting"):
         raise conflict("JobCompleted" if job.state == "completed" else "JobNotActive",
                        "The task's job no longer accepts work.")
+    dependencies.on_reactivated(ctx, job, task, DEPENDENCY_HOOKS)
     task.retry_count = 0
     task.requeue_count = 0
     task.exit_code = None
@@ -481,7 +522,8 @@ def reactivate_task(ctx: Ctx, cmd: ReactivateTask) -> TaskRecord:
     task.end_time = None
     set_task_state(ctx, job, task, "active")
     task.result = None
-    if job.state == "active":
+    if dependencies.on_reactivated_task(ctx, job, task, DEPENDENCY_HOOKS) and (
+            job.state == "active"):
         make_ready(ctx, job, task)
     return task
 
@@ -494,6 +536,7 @@ def delete_task(ctx: Ctx, cmd: DeleteTask) -> None:
 
 def remove_task(ctx: Ctx, job: JobRecord, task: TaskRecord) -> None:
     """Forget a task: kill a running attempt, drop counters and its files."""
+    dependencies.on_removed(ctx, job, task)
     counts = job.counts
     slots = task.required_slots
     bucket = _bucket(task.state)

@@ -19,6 +19,7 @@ from typing import Any
 
 from hybatch.core.cluster import ChangeSet
 from hybatch.core.commands import Command, task_targets
+from hybatch.core.dependencies import reactivation_targets
 from hybatch.core.effects import (
     DeleteTaskFiles,
     Effect,
@@ -194,8 +195,12 @@ class WriterLoop:
                            store.load_unfinished_tasks(), store.load_job_schedules())
 
     def _preload(self, command: Command | Event) -> None:
-        """Load stored tasks a command targets that are not in memory (completed ones)."""
-        targets = task_targets(command)
+        """Load stored tasks a command targets that are not in memory (completed ones), then
+        the stored parents a reactivated task waits for again."""
+        self._load_tasks(task_targets(command))
+        self._load_tasks(reactivation_targets(command, self._core.state))
+
+    def _load_tasks(self, targets: list[tuple[str, str]]) -> None:
         if not targets:
             return
         known = self._core.state.tasks

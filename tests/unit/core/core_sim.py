@@ -26,6 +26,7 @@ from hybatch.core.commands import (
     CreatePool,
     task_targets,
 )
+from hybatch.core.dependencies import reactivation_targets
 from hybatch.core.effects import (
     DeleteTaskFiles,
     Effect,
@@ -214,11 +215,15 @@ class Sim:
     def adopt_targets(self, message: Message) -> None:
         """Load the stored tasks a command targets, as the runtime does before handling it."""
         if isinstance(message, Command):
-            for job_id, task_id in task_targets(message):
-                stored = self.store.get(task_key(job_id, task_id))
-                if (stored is not None and stored.key not in self.core.state.tasks
-                        and stored.key[0] in self.core.state.jobs):
-                    self.core.adopt([copy.copy(stored)])  # a fresh record, as a store read
+            self._adopt(task_targets(message))
+            self._adopt(reactivation_targets(message, self.core.state))
+
+    def _adopt(self, targets: list[tuple[str, str]]) -> None:
+        for job_id, task_id in targets:
+            stored = self.store.get(task_key(job_id, task_id))
+            if (stored is not None and stored.key not in self.core.state.tasks
+                    and stored.key[0] in self.core.state.jobs):
+                self.core.adopt([copy.copy(stored)])  # a fresh record, as a store read
 
     def _handle(self, message: Message) -> Any:
         if isinstance(message, TaskLost):  # the node no longer holds that attempt

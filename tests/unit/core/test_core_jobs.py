@@ -54,7 +54,7 @@ def test_job_ids_are_unique_case_insensitively(sim: Sim) -> None:
 @pytest.mark.parametrize(("extra", "code"), [
     ({"priority": 1001}, "InvalidPropertyValue"),
     ({"maxParallelTasks": 0}, "InvalidPropertyValue"),
-    ({"usesTaskDependencies": True}, "UnsupportedProperty"),
+    ({"jobManagerTask": {"id": "jm", "commandLine": " "}}, "InvalidPropertyValue"),
 ])
 def test_invalid_job_bodies_are_rejected(sim: Sim, extra: dict[str, Any], code: str) -> None:
     sim.fails(CreateJob(job_spec("j", **extra)), code)

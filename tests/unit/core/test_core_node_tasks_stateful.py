@@ -191,7 +191,7 @@ class NodeTaskMachine(CoreMachine):
             if job.state != "active":
                 continue
             for task in state.tasks_of(job.key):
-                if task.state == "active" and not task.offered:
+                if task.state == "active" and not task.offered and not task.waiting_on_parents:
                     assert queue.count(task.key) == 1, f"{task.key} queued {queue}"
             pool = state.pools.get(job.pool_id.lower())
             if pool is None or pool.state != "active":

@@ -188,8 +188,6 @@ def test_jobs_and_schedules_do_not_share_ids(sim: Sim) -> None:
      "InvalidPropertyValue", "jobSpecification.jobManagerTask.commandLine"),
     ({"job": {"jobReleaseTask": {"commandLine": "/bin/true"}}},
      "InvalidPropertyValue", "jobSpecification.jobReleaseTask"),
-    ({"job": {"usesTaskDependencies": True}}, "UnsupportedProperty",
-     "jobSpecification.usesTaskDependencies"),
 ])
 def test_invalid_bodies_are_refused(sim: Sim, kwargs: dict[str, Any], code: str,
                                     prop: str) -> None:
@@ -308,14 +306,14 @@ def test_put_needs_a_job_specification(sim: Sim) -> None:
      "schedule.recurrenceInterval"),
     (UpdateJobSchedule("s", job_specification=job_specification(priority=-1001)),
      "jobSpecification.priority"),
-    (UpdateJobSchedule("s", job_specification=job_specification(usesTaskDependencies=True),
-                       replace=True), "jobSpecification.usesTaskDependencies"),
+    (UpdateJobSchedule("s", job_specification=job_specification(
+        jobPreparationTask={"commandLine": " "}), replace=True),
+     "jobSpecification.jobPreparationTask.commandLine"),
 ])
 def test_invalid_updates_change_nothing(sim: Sim, message: UpdateJobSchedule,
                                         prop: str) -> None:
     create(sim)
-    error = refused(sim, message, "UnsupportedProperty"
-                    if "Dependencies" in prop else "InvalidPropertyValue")
+    error = refused(sim, message, "InvalidPropertyValue")
     assert error.details["PropertyName"] == prop
 
 

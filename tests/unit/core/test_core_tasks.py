@@ -426,7 +426,9 @@ def test_more_than_100_tasks_are_rejected_whole(sim: Sim) -> None:
 
 
 @pytest.mark.parametrize("body", [
-    {"dependsOn": {"taskIds": ["x"]}},
+    {"outputFiles": [{"filePattern": "*.txt", "destination": {"container": {
+        "containerUrl": "https://example.com/c"}}, "uploadOptions": {
+        "uploadCondition": "taskcompletion"}}]},
     {"multiInstanceSettings": {"numberOfInstances": 2, "coordinationCommandLine": "x",
                                "commonResourceFiles": [{"storageContainerUrl": "https://c"}]}},
     {"resourceFiles": [{"httpUrl": "https://example.com/x", "filePath": "x"}]},
