@@ -14,6 +14,7 @@ from hybatch.core.cluster import ClusterState
 from hybatch.core.commands import Precondition
 from hybatch.core.effects import Effect
 from hybatch.core.errors import DomainError
+from hybatch.core.sizes import Offer
 
 UNLIMITED_S = 10_000 * 365 * 86400.0
 """Durations at or above this (e.g. the .NET TimeSpan.MaxValue sentinel) mean "no limit"."""
@@ -31,6 +32,8 @@ class Ctx:
     now: datetime
     ids: NodeIds
     effects: list[Effect] = field(default_factory=list)
+    offer: Offer | None = None
+    """The VM sizes and images this server runs (None: accept any size)."""
 
 
 def seconds(value: timedelta | None) -> float | None:

@@ -65,6 +65,7 @@ from hybatch.core.events import (
 )
 from hybatch.core.placement import place_tasks
 from hybatch.core.records import JobRecord, JobScheduleRecord, NodeRecord, PoolRecord, TaskRecord
+from hybatch.core.sizes import Offer
 
 Message = Command | Event
 
@@ -125,12 +126,13 @@ _HANDLERS: dict[type, Callable[[Ctx, Any], object]] = {
 class BatchCore:
     """Owns the ClusterState; ``handle`` is its only mutator (plus ``restore``/``adopt``)."""
 
-    def __init__(self, ids: NodeIds) -> None:
+    def __init__(self, ids: NodeIds, offer: Offer | None = None) -> None:
         self.state = ClusterState()
         self._ids = ids
+        self._offer = offer
 
     def handle(self, message: Message, now: datetime) -> Outcome:
-        ctx = Ctx(state=self.state, now=now, ids=self._ids)
+        ctx = Ctx(state=self.state, now=now, ids=self._ids, offer=self._offer)
         result = _HANDLERS[type(message)](ctx, message)
         if self.state.schedules_to_settle:
             schedules.settle_all(ctx)
