@@ -377,6 +377,10 @@ class DaskBackend:
         else:
             assert cluster.scheduler is not None
             workers_ = LocalWorkers(cluster.scheduler.state_dir)
+            if workers_.pid(node.node_id) is not None and not workers_.alive(node.node_id):
+                # this node had a worker and it died (while the service was away): the
+                # node is lost, as it would be on a real host
+                raise ClusterStartError(f"the worker process of node {node.node_id} is gone")
             if not workers_.alive(node.node_id):
                 workers_.start(client.scheduler.address, node.node_id, node.slots, memory)
         return self._wait_for_worker(client, node)
@@ -464,9 +468,10 @@ class DaskBackend:
         self._emit(NodeReady(effect.node_id))
 
     def _lose(self, node: _Node, reason: str) -> None:
-        if node.lost:
-            return
-        node.lost = True
+        with self._lock:
+            if node.lost:
+                return
+            node.lost = True
         cluster = node.cluster
         with cluster.lock:
             if node.address is not None and cluster.bound.get(node.address) == node.node_id:
