@@ -102,6 +102,8 @@ class _Node:
     use_resources: bool = False
     releasing: bool = False
     lost: bool = False
+    waiting: list[str] = field(default_factory=list)
+    """Attempts offered before the node's worker answered (just after a restart)."""
 
 
 @dataclass(eq=False, slots=True)
@@ -328,7 +330,11 @@ class DaskBackend:
             return
         if node.releasing:
             return  # release_node is taking it down
-        node.address = address
+        with self._lock:
+            node.address = address
+            waiting, node.waiting = node.waiting, []
+        for key in waiting:
+            self._launches.put(key)
         self._emit(NodeReady(node.node_id))
 
     @staticmethod
@@ -492,14 +498,19 @@ class DaskBackend:
     def start_task(self, launch: TaskLaunch) -> None:
         with self._lock:
             node = self._nodes.get(launch.node_id)
-            usable = (node is not None and node.address is not None and not node.lost
-                      and not node.releasing)
+            usable = node is not None and not node.lost and not node.releasing
+            held = False
             if usable:
                 assert node is not None
                 key = _attempt_key(self._server, launch.node_id, launch.job_id,
                                    launch.task_id, launch.attempt)
                 if key not in self._attempts:
                     self._attempts[key] = _Attempt(launch, node)
+                if node.address is None:  # reconnecting after a restart: submit once back
+                    node.waiting.append(key)
+                    held = True
+        if held:
+            return
         if not usable:
             self._later(lambda: self._never_started(launch, CODE_NODE_UNAVAILABLE,
                                                     f"The node {launch.node_id!r} is not "
@@ -562,16 +573,23 @@ class DaskBackend:
         if attempt is None:
             return
         node = attempt.node
-        self._later(lambda: self._on_node(node, self._remote.kill_attempt, effect.node_id,
-                                          effect.job_id, effect.task_id, effect.attempt))
+        self._later(lambda: self._try_on_node(node, self._remote.kill_attempt, effect.node_id,
+                                              effect.job_id, effect.task_id, effect.attempt))
 
     def delete_task_files(self, effect: DeleteTaskFiles) -> None:
         with self._lock:
             node = self._nodes.get(effect.node_id)
-        if node is None:
+        if node is None or node.lost:
             return
-        self._later(lambda: self._on_node(node, self._remote.delete_task_files, effect.node_id,
-                                          effect.job_id, effect.task_id))
+        self._later(lambda: self._try_on_node(node, self._remote.delete_task_files,
+                                              effect.node_id, effect.job_id, effect.task_id))
+
+    def _try_on_node(self, node: _Node, function: Callable[..., Any], *args: Any) -> None:
+        """Best effort (a kill or a clean-up on a node that may be gone meanwhile)."""
+        try:
+            self._on_node(node, function, *args)
+        except Exception as exc:
+            _log.info("%s on node %s: %s", function.__name__, node.node_id, exc)
 
     def _on_node(self, node: _Node, function: Callable[..., Any], *args: Any) -> Any:
         """Run a plugin function on the node's worker and return its result."""
