@@ -166,21 +166,17 @@ class SlurmWorkers:
         self.settings = dict(settings)
 
     def job_script(self, scheduler: str, node_id: str, slots: int, memory_gib: float) -> str:
-        from dask_jobqueue import slurm
-
-        job_class: Any = slurm.SLURMJob
-
-        settings = dict(self.settings)
-        extra = list(settings.pop("worker_extra_args", []))
-        extra += ["--resources", f"{SLOTS_RESOURCE}={slots}"]
-        settings.setdefault("python", sys.executable)
-        settings.setdefault("walltime", "24:00:00")
-        settings.setdefault("log_directory", str(self.state_dir / WORKERS_DIR))
-        job = job_class(scheduler=scheduler, name=node_id, cores=slots, processes=1,
-                       memory=f"{memory_gib}GiB", nanny=False, job_name=f"hybatch-{node_id}",
-                       worker_extra_args=extra, **settings)
-        script: str = job.job_script()
-        return script
+        """Written by dask-jobqueue in a child interpreter: importing dask_jobqueue installs a
+        SIGINT handler, which only a main thread may do (and the service must not get)."""
+        request = json.dumps({"scheduler": scheduler, "nodeId": node_id, "slots": slots,
+                              "memoryGiB": memory_gib, "settings": self.settings,
+                              "logDirectory": str(self.state_dir / WORKERS_DIR)})
+        done = subprocess.run([sys.executable, "-m", "hybatch.backends.dask_cluster",
+                               "slurm-job-script"], input=request, capture_output=True,
+                              text=True, timeout=120, check=False)
+        if done.returncode != 0:
+            raise ClusterStartError(f"could not write the Slurm job script: {done.stderr}")
+        return done.stdout
 
     def start(self, scheduler: str, node_id: str, slots: int, memory_gib: float) -> str:
         workers = self.state_dir / WORKERS_DIR
@@ -204,6 +200,25 @@ class SlurmWorkers:
             subprocess.run(["scancel", str(job)], capture_output=True, timeout=60, check=False)
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
+
+
+def _slurm_job_script(request: dict[str, Any]) -> str:
+    from dask_jobqueue import slurm
+
+    job_class: Any = slurm.SLURMJob
+    settings = dict(request["settings"])
+    slots = int(request["slots"])
+    node_id = str(request["nodeId"])
+    extra = list(settings.pop("worker_extra_args", []))
+    extra += ["--resources", f"{SLOTS_RESOURCE}={slots}"]
+    settings.setdefault("python", sys.executable)
+    settings.setdefault("walltime", "24:00:00")
+    settings.setdefault("log_directory", request["logDirectory"])
+    job = job_class(scheduler=request["scheduler"], name=node_id, cores=slots, processes=1,
+                    memory=f"{request['memoryGiB']}GiB", nanny=False,
+                    job_name=f"hybatch-{node_id}", worker_extra_args=extra, **settings)
+    script: str = job.job_script()
+    return script
 
 
 def stop_managed_cluster(state_dir: Path, timeout_s: float = 10.0) -> None:
@@ -238,3 +253,10 @@ def stop_managed_cluster(state_dir: Path, timeout_s: float = 10.0) -> None:
         if pid_alive(pid):
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(pid, signal.SIGKILL)
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] == ["slurm-job-script"]:
+        sys.stdout.write(_slurm_job_script(json.loads(sys.stdin.read())))
+    else:
+        sys.exit("usage: python -m hybatch.backends.dask_cluster slurm-job-script < request")
