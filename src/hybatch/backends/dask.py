@@ -58,7 +58,13 @@ from hybatch.core.effects import (
 )
 from hybatch.core.events import Event, NodeLost, NodeReady, NodeReleased, TaskExited, TaskStarted
 from hybatch.core.records import FailureInfoRecord
-from hybatch.node.dask_protocol import PLUGIN_NAME, SLOTS_RESOURCE
+from hybatch.node.dask_protocol import (
+    EXIT,
+    PLUGIN_NAME,
+    SLOTS_RESOURCE,
+    START,
+    record_from_message,
+)
 from hybatch.node.process import ExitRecord
 from hybatch.ports import EventSink, FileInfo, NodeFiles
 from hybatch.vm_sizes import MANAGED_LOCAL, MANAGED_SLURM, Catalogue, DaskTarget, VmSize
@@ -68,6 +74,11 @@ _log = logging.getLogger(__name__)
 CODE_NODE_UNAVAILABLE = "NodeUnavailable"
 CODE_RUNTIME_FAILED = "NodeRuntimeError"
 SERVER_ID_FILE = "server-id"
+LINGER_S = 0.02
+"""While every node of a batch still has two rounds of its slots queued in Dask, offers wait
+this long for more to go in the same graph update: one update per task cost the scheduler
+about twice its CPU per task (bench/README.md); a node with less queued gets its offers at
+once (an idle pool's latency is untouched)."""
 
 
 def _attempt_key(server: str, node_id: str, job_id: str, task_id: str, attempt: int) -> str:
@@ -104,6 +115,8 @@ class _Node:
     lost: bool = False
     waiting: list[str] = field(default_factory=list)
     """Attempts offered before the node's worker answered (just after a restart)."""
+    in_dask: int = 0
+    """Attempts handed to Dask whose exit has not come back."""
 
 
 @dataclass(eq=False, slots=True)
@@ -429,7 +442,7 @@ class DaskBackend:
                 records = cluster.client.run(self._remote.release_node, node.node_id,
                                              workers=[address]).get(address, [])
                 for data in records:
-                    self._deliver_exit(data)
+                    self._deliver_exit(ExitRecord.from_json(data))
             except Exception as exc:
                 _log.warning("releasing node %s on %s: %s", node.node_id, address, exc)
             if cluster.target.managed:
@@ -491,7 +504,7 @@ class DaskBackend:
         with self._lock:
             keys = [k for k, a in self._attempts.items() if a.node is node]
             for key in keys:
-                del self._attempts[key]  # dropping the future releases the Dask task
+                self._pop_attempt(key)
 
     # ------------------------------------------------------------------ tasks
 
@@ -529,10 +542,17 @@ class DaskBackend:
             if first is None:
                 return
             keys = [first]
+            deadline: float | None = None
             while True:
                 try:
-                    more = self._launches.get_nowait()
+                    if deadline is None:
+                        more = self._launches.get_nowait()
+                    else:
+                        more = self._launches.get(timeout=max(0.0, deadline - time.monotonic()))
                 except queue.Empty:
+                    if deadline is None and self._busy(keys):
+                        deadline = time.monotonic() + LINGER_S
+                        continue
                     break
                 if more is None:
                     return
@@ -541,6 +561,12 @@ class DaskBackend:
                 self._submit(keys)
             except Exception:
                 _log.exception("submitting %d attempts to Dask failed", len(keys))
+
+    def _busy(self, keys: list[str]) -> bool:
+        """Whether every node these attempts go to has two rounds of slots queued in Dask."""
+        with self._lock:
+            nodes = {id(a.node): a.node for k in keys if (a := self._attempts.get(k))}
+        return bool(nodes) and all(n.in_dask >= 2 * n.slots for n in nodes.values())
 
     def _submit(self, keys: list[str]) -> None:
         groups: dict[tuple[int, int], list[tuple[str, _Attempt]]] = {}
@@ -562,8 +588,11 @@ class DaskBackend:
                                  allow_other_workers=False, pure=False,
                                  resources={SLOTS_RESOURCE: slots} if node.use_resources
                                  else None)
-            for (_, attempt), future in zip(batch, futures, strict=True):
-                attempt.future = future
+            with self._lock:
+                for (key, attempt), future in zip(batch, futures, strict=True):
+                    attempt.future = future
+                    if self._attempts.get(key) is attempt:
+                        node.in_dask += 1
 
     def kill_task(self, effect: KillTask) -> None:
         key = _attempt_key(self._server, effect.node_id, effect.job_id, effect.task_id,
@@ -635,19 +664,25 @@ class DaskBackend:
         _, message = event
         try:
             kind = message[0]
-            if kind == "exit":
-                self._deliver_exit(message[1])
-            elif kind == "start":
+            if kind == EXIT:
+                self._deliver_exit(record_from_message(message))
+            elif kind == START:
                 self._deliver_start(message)
         except Exception:
             _log.exception("bad event from a Dask node: %r", message)
 
-    def _deliver_exit(self, data: dict[str, Any]) -> None:
-        record = ExitRecord.from_json(data)
+    def _pop_attempt(self, key: str) -> _Attempt | None:
+        """Under the lock: forget an attempt (dropping its future releases the Dask task)."""
+        attempt = self._attempts.pop(key, None)
+        if attempt is not None and attempt.future is not None:
+            attempt.node.in_dask -= 1
+        return attempt
+
+    def _deliver_exit(self, record: ExitRecord) -> None:
         key = _attempt_key(self._server, record.node_id, record.job_id, record.task_id,
                            record.attempt)
         with self._lock:
-            attempt = self._attempts.pop(key, None)
+            attempt = self._pop_attempt(key)
         if attempt is not None:
             self._emit(record.to_event())
 
@@ -701,7 +736,7 @@ class DaskBackend:
             failed = [(k, a) for k, a in self._attempts.items()
                       if a.future is not None and a.future.status in ("error", "cancelled")]
             for key, _ in failed:
-                del self._attempts[key]
+                self._pop_attempt(key)
         for _, attempt in failed:
             launch = attempt.launch
             failure = FailureInfoRecord(

@@ -140,9 +140,11 @@ def _resize(ctx: Ctx, pool: PoolRecord, dedicated: int, low: int,
 
 
 def _add_node(ctx: Ctx, pool: PoolRecord, is_dedicated: bool) -> None:
+    facts = ctx.offer.sizes.get(pool.spec.vm_size.strip().lower()) if ctx.offer else None
     node = NodeRecord(id=ctx.ids.node_id(pool.id), pool_id=pool.id, is_dedicated=is_dedicated,
                       slots=pool.task_slots_per_node, creation_time=ctx.now, state="creating",
-                      state_transition_time=ctx.now, allocation_time=ctx.now)
+                      state_transition_time=ctx.now, allocation_time=ctx.now,
+                      lookahead=facts.lookahead if facts is not None else 1)
     ctx.state.add_node(node, ctx.now)
     ctx.effects.append(ProvisionNode(pool_id=pool.id, node_id=node.id,
                                      slots=node.slots, is_dedicated=is_dedicated,

@@ -22,6 +22,8 @@ class SizeFacts:
     cores: int = 1
     slots: int = 1
     """taskSlotsPerNode of a pool of this size that does not name it."""
+    lookahead: int = 1
+    """Rounds of look-ahead offers its nodes take for short tasks (``NodeRecord``)."""
 
 
 @dataclass(frozen=True, slots=True)
