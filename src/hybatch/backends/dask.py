@@ -59,6 +59,7 @@ from hybatch.core.effects import (
 from hybatch.core.events import Event, NodeLost, NodeReady, NodeReleased, TaskExited, TaskStarted
 from hybatch.core.records import FailureInfoRecord
 from hybatch.node.dask_protocol import (
+    BATCH,
     EXIT,
     PLUGIN_NAME,
     SLOTS_RESOURCE,
@@ -661,15 +662,16 @@ class DaskBackend:
     # ------------------------------------------------------------------ events (client loop)
 
     def _on_event(self, event: tuple[float, Any]) -> None:
-        _, message = event
-        try:
-            kind = message[0]
-            if kind == EXIT:
-                self._deliver_exit(record_from_message(message))
-            elif kind == START:
-                self._deliver_start(message)
-        except Exception:
-            _log.exception("bad event from a Dask node: %r", message)
+        _, received = event
+        for message in received[1] if received and received[0] == BATCH else (received,):
+            try:
+                kind = message[0]
+                if kind == EXIT:
+                    self._deliver_exit(record_from_message(message))
+                elif kind == START:
+                    self._deliver_start(message)
+            except Exception:
+                _log.exception("bad event from a Dask node: %r", message)
 
     def _pop_attempt(self, key: str) -> _Attempt | None:
         """Under the lock: forget an attempt (dropping its future releases the Dask task)."""

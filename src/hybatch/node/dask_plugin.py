@@ -39,7 +39,7 @@ from distributed import WorkerPlugin, get_worker
 
 from hybatch.core.effects import TaskLaunch
 from hybatch.core.records import FailureInfoRecord
-from hybatch.node.dask_protocol import PLUGIN_NAME, exit_message, start_message
+from hybatch.node.dask_protocol import BATCH, PLUGIN_NAME, exit_message, start_message
 from hybatch.node.environment import (
     NodeContext,
     minimal_base_environment,
@@ -125,6 +125,9 @@ class HybatchNodePlugin(WorkerPlugin):
         self._running: dict[AttemptKey, _Running] = {}
         self._early_kills: OrderedDict[AttemptKey, None] = OrderedDict()
         self._stdin_fd = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+        self._outbox_lock = threading.Lock()
+        self._outbox: dict[str, list[list[Any]]] = {}
+        self._flush_scheduled = False
 
     def teardown(self, worker: Any) -> None:
         """The worker is closing: kill what still runs (its threads then finish)."""
@@ -137,8 +140,27 @@ class HybatchNodePlugin(WorkerPlugin):
     # ------------------------------------------------------------------ reporting
 
     def _publish(self, topic: str, message: list[Any]) -> None:
-        with contextlib.suppress(Exception):  # the worker is closing: nothing to tell
-            self._worker.log_event(topic, message)
+        """Queue a report; the worker's event loop sends what queued meanwhile as one event
+        (one loop wake-up and one scheduler message for a burst of exits)."""
+        with self._outbox_lock:
+            self._outbox.setdefault(topic, []).append(message)
+            if self._flush_scheduled:
+                return
+            self._flush_scheduled = True
+        try:
+            self._worker.loop.add_callback(self._flush)
+        except Exception:  # the worker is closing: nothing to tell
+            with self._outbox_lock:
+                self._flush_scheduled = False
+
+    def _flush(self) -> None:
+        """Worker event loop: send the queued reports, a batch per topic."""
+        with self._outbox_lock:
+            outbox, self._outbox = self._outbox, {}
+            self._flush_scheduled = False
+        for topic, messages in outbox.items():
+            with contextlib.suppress(Exception):
+                self._worker.log_event(topic, [BATCH, messages])
 
     def _finish(self, running: _Running, record: ExitRecord, task_dir: Path | None) -> None:
         """The exit record goes to the task directory first, then the report."""

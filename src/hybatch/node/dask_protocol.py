@@ -20,6 +20,8 @@ SLOTS_RESOURCE = "hybatch-slots"
 """Worker resource holding the node's task slots (a task takes its requiredSlots of it)."""
 EXIT = "x"
 START = "s"
+BATCH = "b"
+"""``[BATCH, [message, ...]]``: what one worker queued between two turns of its event loop."""
 
 
 def exit_message(record: ExitRecord) -> list[Any]:
