@@ -2,7 +2,8 @@
 resize starts one worker process per node; a worker killed mid-task loses its node and the
 task is requeued (requeueCount, not retryCount) and completes on the other node; a server
 killed with SIGKILL comes back, reconnects to the scheduler and workers that outlived it, and
-runs tasks there again; removing the pool stops its workers.
+runs tasks there again; terminating a task kills its process on the worker; removing the pool
+stops its workers.
 """
 
 from __future__ import annotations
@@ -109,6 +110,17 @@ def test_server_killed_reconnects_to_its_cluster(server: ServerProcess, data_dir
     assert task.node_info.node_id == survivor and task.execution_info.exit_code == 0
     assert b"".join(client.download_task_file(JOB, "after", "stdout.txt")) == b"back\n"
     assert _worker_pid(data_dir, survivor) == worker and pid_alive(worker)  # same process
+
+
+def test_terminating_a_running_task_kills_it_on_the_worker(server: ServerProcess) -> None:
+    client = _client(server)
+    client.create_task(JOB, m.BatchTaskCreateOptions(id="long", command_line="/bin/sleep 600"))
+    wait_for(lambda: client.get_task(JOB, "long").state == "running", timeout=60,
+             what="the long task running")
+    client.terminate_task(JOB, "long")
+    task = wait_for(lambda: (t := client.get_task(JOB, "long")).state == "completed" and t,
+                    timeout=60, what="the terminated task completed")
+    assert task.execution_info.result == "failure"
 
 
 def test_deleting_the_pool_stops_its_workers(server: ServerProcess, data_dir: Path) -> None:
