@@ -18,7 +18,9 @@ TARGET = ROOT / "docs" / "coverage.md"
 
 PARTIAL: dict[str, str] = {
     "Pools_CreatePool": "autoscale, start task and mount configuration answer 400 "
-                        "UnsupportedProperty; image and VM size are accepted and recorded",
+    "UnsupportedProperty; the VM size must be one of the server's catalogue (else 400 "
+    "InvalidPropertyValue, PropertyName vmSize) and picks the backend (local or Dask); a "
+    "nodeAgentSKUId must be a supported image's",
     "Jobs_CreateJob": "job manager/preparation/release tasks, auto pools and task "
                       "dependencies answer 400 UnsupportedProperty",
     "Tasks_CreateTask": "resource/output files, dependencies, multi-instance, containers and "
@@ -28,7 +30,8 @@ PARTIAL: dict[str, str] = {
                        "onAllTasksComplete, constraints, poolInfo, metadata; an "
                        "onAllTasksComplete left out keeps terminatejob (it cannot be reset)",
     "Tasks_ReplaceTask": "updates constraints only (as Azure)",
-    "Pools_ListSupportedImages": "a fixed list of Linux images",
+    "Pools_ListSupportedImages": "the images of the VM size catalogue (built in: Ubuntu "
+    "22.04 and 24.04; see docs/dask.md)",
     "Applications_ListApplications": "no application packages: always empty",
     "Applications_GetApplication": "always ApplicationNotFound",
     "Pools_UpdatePool": "startTask, application packages and mounts answer 400 "
