@@ -3,8 +3,8 @@
 1. plain Dask (the peer): a scheduler process and one worker process with 2 threads (the
    same command line hybatch uses for a node of its managed cluster), and
    ``client.map(run_true, range(N))``: each Dask task runs ``subprocess.run(['/bin/true'])``;
-   timed from just before ``map`` until ``gather`` has every exit code. Measured before and after the
-   hybatch phase.
+   timed from just before ``map`` until ``gather`` has every exit code. Measured before and
+   after the hybatch phase.
 2. hybatch: a real ``hybatch serve`` process, a pool of one node of VM size ``dask_local``
    (one worker of the cluster hybatch starts itself, 2 task slots = 2 threads), N
    ``/bin/true`` tasks submitted with the official SDK's ``create_tasks``, timed from just
