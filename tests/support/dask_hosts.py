@@ -55,13 +55,13 @@ def _free_subnet() -> str:
     raise RuntimeError("no free 10.x.y.0/24 for the test hosts")
 
 
-def _spawn(argv: list[str], log: Path) -> subprocess.Popen[bytes]:
+def spawn_logged(argv: list[str], log: Path) -> subprocess.Popen[bytes]:
     with open(log, "ab") as out:
         return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out,
                                 stderr=subprocess.STDOUT, start_new_session=True)
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
+def stop_process(process: subprocess.Popen[bytes]) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGTERM)
     try:
@@ -75,7 +75,7 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 def start_scheduler(host: str, workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
     """A scheduler process listening on ``host``; returns it and its address."""
     scheduler_file = workdir / f"scheduler-{uuid.uuid4().hex[:6]}.json"
-    process = _spawn([sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", host,
+    process = spawn_logged([sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", host,
                       "--port", "0", "--no-dashboard", "--scheduler-file",
                       str(scheduler_file)], workdir / "scheduler.log")
     deadline = time.monotonic() + 120
@@ -86,7 +86,7 @@ def start_scheduler(host: str, workdir: Path) -> tuple[subprocess.Popen[bytes], 
             address = json.loads(scheduler_file.read_text())["address"]
             return process, str(address)
         time.sleep(0.05)
-    _stop(process)
+    stop_process(process)
     raise RuntimeError("the scheduler did not start")
 
 
@@ -156,7 +156,7 @@ def separate_hosts(workdir: Path, count: int = 2, slots: int = 2) -> Iterator[Se
                                           str(node_root / "dask"), host=own))
             script = (f"mount -t tmpfs -o size=256m hybatch-node {node_root} && "
                       f"exec {worker}")
-            process = _spawn(["ip", "netns", "exec", ns, "unshare", "--mount",
+            process = spawn_logged(["ip", "netns", "exec", ns, "unshare", "--mount",
                               "--propagation", "private", "--", "sh", "-c", script],
                              workdir / f"worker-{i}.log")
             processes.append(process)
@@ -165,7 +165,7 @@ def separate_hosts(workdir: Path, count: int = 2, slots: int = 2) -> Iterator[Se
         yield hosts
     finally:
         for process in reversed(processes):
-            _stop(process)
+            stop_process(process)
         for ns in namespaces:
             with contextlib.suppress(subprocess.CalledProcessError):
                 _ip("netns", "del", ns)
