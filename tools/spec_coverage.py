@@ -19,9 +19,11 @@ TARGET = ROOT / "docs" / "coverage.md"
 
 PARTIAL: dict[str, str] = {
     "Pools_CreatePool": "autoscale and mount configuration answer 400 UnsupportedProperty; "
-                        "image and VM size are accepted and recorded; a start task's "
-                        "resource files or container answer 400 UnsupportedProperty (see "
-                        "Node and job tasks below)",
+                        "the VM size must be one of the server's catalogue (else 400 "
+                        "InvalidPropertyValue, PropertyName vmSize) and picks the backend "
+                        "(local or Dask); a nodeAgentSKUId must be a supported image's; a "
+                        "start task's resource files or container answer 400 "
+                        "UnsupportedProperty (see Node and job tasks below)",
     "Jobs_CreateJob": "auto pools answer 400 UnsupportedProperty; job "
                       "manager/preparation/release tasks run (see Node and job tasks below), "
                       "their resource files, output files, containers and application "
@@ -39,7 +41,8 @@ PARTIAL: dict[str, str] = {
                        "onAllTasksComplete, constraints, poolInfo, metadata; an "
                        "onAllTasksComplete left out keeps terminatejob (it cannot be reset)",
     "Tasks_ReplaceTask": "updates constraints only (as Azure)",
-    "Pools_ListSupportedImages": "a fixed list of Linux images",
+    "Pools_ListSupportedImages": "the images of the VM size catalogue (built in: Ubuntu "
+    "22.04 and 24.04; see docs/dask.md)",
     "Applications_ListApplications": "no application packages: always empty",
     "Applications_GetApplication": "always ApplicationNotFound",
     "Pools_UpdatePool": "application packages and mounts answer 400 UnsupportedProperty; a "

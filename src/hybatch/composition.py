@@ -18,15 +18,17 @@ from typing import Any
 from hybatch.api.app import create_app
 from hybatch.backends.agent import AgentBackend
 from hybatch.backends.local import LocalBackend
+from hybatch.backends.router import BackendRouter
 from hybatch.core.machine import BatchCore
 from hybatch.core.tokens import TaskTokens
-from hybatch.ports import Store
+from hybatch.ports import ComputeBackend, Store
 from hybatch.runtime.clock import RandomNodeIds, SystemClock
 from hybatch.runtime.loop import WriterLoop
 from hybatch.runtime.recovery import recover
 from hybatch.runtime.service import BatchService
 from hybatch.settings import Settings
 from hybatch.store.sql import SqlStore
+from hybatch.vm_sizes import Catalogue, load_catalogue
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +66,10 @@ class Server:
     account: Account
     store: Store
     backend: AgentBackend | LocalBackend
+    """The local backend (nodes of ``local`` VM sizes)."""
+    compute: ComputeBackend
+    """What the loop and the service use: routes each node to its size's backend."""
+    catalogue: Catalogue
     core: BatchCore
     loop: WriterLoop
     service: BatchService
@@ -74,8 +80,8 @@ class Server:
         """Recover stored state, start the backend and the writer loop."""
         if self.started:
             return
-        self.backend.start(self.loop.post)
-        for event in recover(self.core, self.store, self.backend):
+        self.compute.start(self.loop.post)
+        for event in recover(self.core, self.store, self.compute):
             self.loop.post(event)
         self.loop.start()
         self.started = True
@@ -85,7 +91,7 @@ class Server:
         requeued on the next start), the loop commits its last turn."""
         if not self.started:
             return
-        self.backend.close()
+        self.compute.close()
         self.loop.stop()
         self.store.close()
         self.started = False
@@ -99,20 +105,30 @@ def build_server(settings: Settings, *, store: Store | None = None) -> Server:
     base_url = settings.resolved_public_url()
     if store is None:
         store = SqlStore(settings.resolved_database_url())
+    catalogue = load_catalogue(settings.vm_sizes)
     backend: AgentBackend | LocalBackend
     if settings.node_agent:
         backend = AgentBackend(settings.resolved_node_root(), account.name, base_url)
     else:
         backend = LocalBackend(settings.resolved_node_root(), account.name, base_url)
-    core = BatchCore(RandomNodeIds(), tokens=TaskTokens(account.name, account.key))
+    backends: dict[str, ComputeBackend] = {"local": backend}
+    if catalogue.uses("dask"):
+        from hybatch.backends.dask import DaskBackend  # distributed is imported when used
+
+        backends["dask"] = DaskBackend(catalogue, settings.data_dir / "dask", account.name,
+                                       base_url)
+    compute = BackendRouter(backends, "local", catalogue.backend_of)
+    core = BatchCore(RandomNodeIds(), catalogue.offer(),
+                     tokens=TaskTokens(account.name, account.key))
     clock = SystemClock()
-    loop = WriterLoop(core=core, store=store, backend=backend, clock=clock,
+    loop = WriterLoop(core=core, store=store, backend=compute, clock=clock,
                       tick_seconds=settings.tick_seconds)
-    service = BatchService(loop=loop, store=store, backend=backend, clock=clock,
+    service = BatchService(loop=loop, store=store, backend=compute, clock=clock,
                            base_url=base_url,
-                           account_name=account.name)
+                           account_name=account.name, images=catalogue.images)
     server = Server(settings=settings, account=account, store=store, backend=backend,
-                    core=core, loop=loop, service=service, app=None)
+                    compute=compute, catalogue=catalogue, core=core, loop=loop,
+                    service=service, app=None)
 
     @asynccontextmanager
     async def lifespan(app: Any) -> AsyncIterator[None]:

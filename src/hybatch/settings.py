@@ -30,6 +30,9 @@ class Settings(BaseSettings):
     public_url: str | None = None
     """Base URL put in resource URLs and nextLinks; default http://host:port."""
     tick_seconds: float = 1.0
+    vm_sizes: Path | None = None
+    """A TOML VM size catalogue extending (or replacing) the built-in sizes; see
+    ``hybatch.vm_sizes``. Sizes backed by Dask run their nodes as Dask workers."""
     allow_anonymous: bool = False
     """Accept requests without credentials (local development only)."""
 

@@ -174,3 +174,18 @@ def test_task_files_cleaned_up_after_retention_time(client: BatchClient) -> None
 
     wait_for(cleaned, timeout=15, interval=0.2, what="retention to expire")
     assert time.time() - ended.timestamp() > 1.0
+
+
+def test_unknown_vm_size_refused_as_batch_does(client: BatchClient) -> None:
+    pool_id = _uid("size")
+    with pytest.raises(HttpResponseError) as caught:
+        client.create_pool(m.BatchPoolCreateOptions(id=pool_id, vm_size="standard_q9000",
+                                                    target_dedicated_nodes=0))
+    assert caught.value.status_code == 400
+    assert caught.value.error.code == "InvalidPropertyValue"
+    with pytest.raises(ResourceNotFoundError):
+        client.get_pool(pool_id)  # nothing was created
+    raw = caught.value.response.json()
+    values = {v["key"]: v["value"] for v in raw.get("values", [])}
+    assert values.get("PropertyName") == "vmSize"
+    assert values.get("PropertyValue") == "standard_q9000"

@@ -75,7 +75,8 @@ def _get(http: httpx.Client, path: str, **query: str) -> dict[str, Any]:
 def test_query_names_in_any_case_and_paging_links(http: httpx.Client) -> None:
     prefix = _uid("case")
     for i in range(3):
-        ok(send(http, "POST", "/pools", body={"id": f"{prefix}-{i}", "vmSize": "s"}), 201)
+        ok(send(http, "POST", "/pools", body={"id": f"{prefix}-{i}", "vmSize": "standard_a1"}),
+           201)
     first = ok(send(http, "GET", "/pools", version=None, query=[
         ("API-VERSION", "2025-06-01"), ("MaxResults", "2"), ("TimeOut", "30"),
         ("$Filter", f"startswith(id,'{prefix}')"), ("$SELECT", "id,State")]), 200).json()
@@ -291,7 +292,7 @@ def test_conditional_headers_an_operation_does_not_take_are_ignored(
     node = ok(send(http, "GET", f"/pools/{pool_id}/nodes/{node_id}",
                    headers={"If-Match": '"0xOTHER"', "If-Modified-Since": "bogus"}), 200)
     assert node.headers["ETag"]  # a node still has a version (spec: Hs headers)
-    ok(send(http, "POST", "/pools", body={"id": _uid("tol"), "vmSize": "s"},
+    ok(send(http, "POST", "/pools", body={"id": _uid("tol"), "vmSize": "standard_a1"},
             headers={"If-None-Match": "*", "If-Match": "*"}), 201)
     # file reads declare only the dates: an If-Match there changes nothing
     job_id = _uid("tolf")

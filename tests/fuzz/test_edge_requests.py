@@ -108,7 +108,7 @@ def resources(edge_server: ServerProcess) -> ServerProcess:
         assert response.status_code < 300, (path, response.text)
         return response
 
-    ok("POST", "/pools", {"id": POOL, "vmSize": "s", "targetDedicatedNodes": 1})
+    ok("POST", "/pools", {"id": POOL, "vmSize": "standard_a1", "targetDedicatedNodes": 1})
     ok("POST", "/jobs", {"id": JOB, "poolInfo": {"poolId": POOL}})
     for task in (DONE, OTHER):
         ok("POST", f"/jobs/{JOB}/tasks", {"id": task, "commandLine": "/bin/echo edge"})

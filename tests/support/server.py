@@ -49,11 +49,13 @@ class ServerProcess:
     """Start/stop a server subprocess; restartable on the same data directory and port."""
 
     def __init__(
-        self, data_dir: Path, port: int | None = None, database_url: str | None = None
+        self, data_dir: Path, port: int | None = None, database_url: str | None = None,
+        vm_sizes: Path | None = None,
     ) -> None:
         self.data_dir = data_dir
         self.port = port or free_port()
         self.database_url = database_url
+        self.vm_sizes = vm_sizes
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = data_dir.parent / f"{data_dir.name}-server.log"
 
@@ -76,6 +78,8 @@ class ServerProcess:
         ]
         if self.database_url:
             cmd += ["--database-url", self.database_url]
+        if self.vm_sizes:
+            cmd += ["--vm-sizes", str(self.vm_sizes)]
         log = open(self.log, "ab")  # noqa: SIM115 - lives as long as the process
         self.proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
         wait_for(self._ready, timeout=60, what=f"server on {self.endpoint}")

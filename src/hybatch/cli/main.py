@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import signal
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -25,6 +25,8 @@ def serve(
         help="SQLAlchemy URL (default: SQLite in the data directory).")] = None,
     node_root: Annotated[Path | None, typer.Option(
         help="Directory for local nodes' files (default: <data-dir>/nodes).")] = None,
+    vm_sizes: Annotated[Path | None, typer.Option(
+        help="TOML VM size catalogue (sizes, their backends and Dask clusters).")] = None,
     log_level: Annotated[str, typer.Option(help="Python log level.")] = "warning",
 ) -> None:
     """Run the Batch service until interrupted (SIGINT/SIGTERM stop it cleanly)."""
@@ -35,9 +37,11 @@ def serve(
 
     logging.basicConfig(level=log_level.upper())
 
+    extra: dict[str, Any] = {"vm_sizes": vm_sizes.absolute()} if vm_sizes else {}
     settings = Settings(host=host, port=port, data_dir=data_dir.absolute(),
                         database_url=database_url,
-                        node_root=node_root.absolute() if node_root else None)
+                        node_root=node_root.absolute() if node_root else None,
+                        **extra)
     server = build_server(settings)
     console.print("[bold]hybatch[/bold] serving the Azure Batch API")
     for label, value in (("endpoint", settings.resolved_public_url()),

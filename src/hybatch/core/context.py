@@ -14,6 +14,7 @@ from hybatch.core.cluster import ClusterState
 from hybatch.core.commands import Precondition
 from hybatch.core.effects import Effect
 from hybatch.core.errors import DomainError
+from hybatch.core.sizes import Offer
 from hybatch.core.tokens import TaskTokens
 
 UNLIMITED_S = 10_000 * 365 * 86400.0
@@ -34,6 +35,8 @@ class Ctx:
     effects: list[Effect] = field(default_factory=list)
     tokens: TaskTokens | None = None
     """Mints task authentication tokens (None: tasks that ask for one get none)."""
+    offer: Offer | None = None
+    """The VM sizes and images this server runs (None: accept any size)."""
 
 
 def seconds(value: timedelta | None) -> float | None:

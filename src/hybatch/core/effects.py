@@ -48,6 +48,8 @@ class ProvisionNode:
     node_id: str
     slots: int
     is_dedicated: bool
+    vm_size: str = ""
+    """The pool's vmSize: which backend (and cluster) runs the node."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -81,6 +81,7 @@ from hybatch.core.events import (
 )
 from hybatch.core.placement import place_tasks
 from hybatch.core.records import JobRecord, JobScheduleRecord, NodeRecord, PoolRecord, TaskRecord
+from hybatch.core.sizes import Offer
 from hybatch.core.tokens import TaskTokens
 
 Message = Command | Event
@@ -155,13 +156,16 @@ _HANDLERS: dict[type, Callable[[Ctx, Any], object]] = {
 class BatchCore:
     """Owns the ClusterState; ``handle`` is its only mutator (plus ``restore``/``adopt``)."""
 
-    def __init__(self, ids: NodeIds, tokens: TaskTokens | None = None) -> None:
+    def __init__(self, ids: NodeIds, offer: Offer | None = None,
+                 tokens: TaskTokens | None = None) -> None:
         self.state = ClusterState()
         self._ids = ids
+        self._offer = offer
         self._tokens = tokens
 
     def handle(self, message: Message, now: datetime) -> Outcome:
-        ctx = Ctx(state=self.state, now=now, ids=self._ids, tokens=self._tokens)
+        ctx = Ctx(state=self.state, now=now, ids=self._ids, offer=self._offer,
+                  tokens=self._tokens)
         result = _HANDLERS[type(message)](ctx, message)
         if self.state.withheld_kills:
             job_tasks.settle_withheld(ctx)

@@ -23,6 +23,7 @@ from hybatch.core.context import Ctx, check_precondition
 from hybatch.core.errors import DomainError, conflict, invalid_property, not_found
 from hybatch.core.job_specs import check_start_task
 from hybatch.core.records import PoolRecord
+from hybatch.core.sizes import check_node_agent_sku, check_vm_size
 from hybatch.core.validation import check_range, unsupported
 from hybatch.schema import BatchPoolCreateOptions
 
@@ -85,6 +86,11 @@ def update_pool(ctx: Ctx, cmd: UpdatePool) -> PoolRecord:
         if name not in UPDATABLE_FIELDS:
             raise invalid_property(name, "", "The property cannot be updated.")
         _check_value(name, value)
+        if name == "vmSize" and isinstance(value, str):
+            check_vm_size(ctx.offer, value)
+        if name == "virtualMachineConfiguration" and isinstance(value, dict):
+            sku = value.get("nodeAgentSKUId")
+            check_node_agent_sku(ctx.offer, sku if isinstance(sku, str) else None)
     empty_only = sorted(n for n in fields if n in EMPTY_POOL_FIELDS)
     if empty_only and ctx.state.nodes_of(pool.key):
         raise conflict("OperationInvalidForCurrentState",

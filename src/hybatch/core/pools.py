@@ -22,6 +22,7 @@ from hybatch.core.errors import DomainError, conflict, exists, not_found
 from hybatch.core.events import NodeLost, NodeReady, NodeReleased
 from hybatch.core.job_specs import check_start_task
 from hybatch.core.records import NodeRecord, PoolRecord, ResizeErrorRecord
+from hybatch.core.sizes import check_node_agent_sku, check_vm_size
 from hybatch.core.validation import check_id, check_range, unsupported
 
 DEFAULT_RESIZE_TIMEOUT_S = 15 * 60.0
@@ -62,7 +63,11 @@ def create_pool(ctx: Ctx, cmd: CreatePool) -> PoolRecord:
         check_start_task(spec.start_task)
     if spec.mount_configuration:
         raise unsupported("Mount configuration", "mountConfiguration")
-    slots = spec.task_slots_per_node if spec.task_slots_per_node is not None else 1
+    facts = check_vm_size(ctx.offer, spec.vm_size)
+    vm_config = spec.virtual_machine_configuration
+    check_node_agent_sku(ctx.offer, vm_config.node_agent_sku_id if vm_config else None)
+    default_slots = facts.slots if facts is not None else 1
+    slots = spec.task_slots_per_node if spec.task_slots_per_node is not None else default_slots
     check_range("taskSlotsPerNode", slots, 1, 256)
     dedicated = spec.target_dedicated_nodes or 0
     low = spec.target_low_priority_nodes or 0
@@ -136,12 +141,15 @@ def _resize(ctx: Ctx, pool: PoolRecord, dedicated: int, low: int,
 
 
 def _add_node(ctx: Ctx, pool: PoolRecord, is_dedicated: bool) -> None:
+    facts = ctx.offer.sizes.get(pool.spec.vm_size.strip().lower()) if ctx.offer else None
     node = NodeRecord(id=ctx.ids.node_id(pool.id), pool_id=pool.id, is_dedicated=is_dedicated,
                       slots=pool.task_slots_per_node, creation_time=ctx.now, state="creating",
-                      state_transition_time=ctx.now, allocation_time=ctx.now)
+                      state_transition_time=ctx.now, allocation_time=ctx.now,
+                      lookahead=facts.lookahead if facts is not None else 1)
     ctx.state.add_node(node, ctx.now)
     ctx.effects.append(ProvisionNode(pool_id=pool.id, node_id=node.id,
-                                     slots=node.slots, is_dedicated=is_dedicated))
+                                     slots=node.slots, is_dedicated=is_dedicated,
+                                     vm_size=pool.spec.vm_size))
 
 
 def _remove_node(ctx: Ctx, node: NodeRecord, option: str) -> None:

@@ -243,6 +243,9 @@ class NodeRecord:
     start_task_info: PrepReleaseRunRecord | None = None
     start_task_attempt: int = 0
     """Number of the latest start task process launched (stale exits are ignored)."""
+    lookahead: int = 1
+    """Rounds of slots offered beyond the node's own for short tasks (its VM size's): nodes
+    reached through a scheduler (Dask) need a deeper queue to hide the longer round trip."""
     version: int = 0
     etag: str = ""
 
@@ -258,9 +261,9 @@ class NodeRecord:
 
     @property
     def queue_room(self) -> int:
-        """Slots that may still be offered: one round of look-ahead beyond the node's slots,
-        so the node starts its next task the moment one ends, without a service round trip."""
-        return 2 * self.slots - self.running_task_slots - self.offered_slots
+        """Slots that may still be offered: ``lookahead`` rounds beyond the node's slots, so
+        the node starts its next task the moment one ends, without a service round trip."""
+        return (1 + self.lookahead) * self.slots - self.running_task_slots - self.offered_slots
 
 
 @dataclass(slots=True)

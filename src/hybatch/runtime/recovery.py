@@ -26,12 +26,14 @@ def recover(core: BatchCore, store: Store, backend: ComputeBackend) -> list[Even
     tasks = store.load_unfinished_tasks()
     schedules = store.load_job_schedules()
     core.restore(pools, nodes, jobs, tasks, schedules)
+    sizes = {pool.key: pool.spec.vm_size for pool in pools}
     for node in nodes:
         if node.removing:
             backend.release_node(ReleaseNode(pool_id=node.pool_id, node_id=node.id))
         else:
             backend.provision_node(ProvisionNode(pool_id=node.pool_id, node_id=node.id,
-                                                 slots=node.slots, is_dedicated=node.is_dedicated))
+                                                 slots=node.slots, is_dedicated=node.is_dedicated,
+                                                 vm_size=sizes.get(node.pool_id.lower(), "")))
     events: list[Event] = []
     for task in tasks:
         if not task.in_flight or task.node_id is None:

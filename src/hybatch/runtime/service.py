@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
@@ -47,6 +47,7 @@ from hybatch.ports import (
     Store,
 )
 from hybatch.runtime.loop import WriterLoop
+from hybatch.vm_sizes import DEFAULT_IMAGES
 
 R = TypeVar("R")
 Wire = dict[str, object]
@@ -87,13 +88,19 @@ class FilterSpec:
 
 class BatchService:
     def __init__(self, *, loop: WriterLoop, store: Store, backend: ComputeBackend,
-                 clock: Clock, base_url: str, account_name: str) -> None:
+                 clock: Clock, base_url: str, account_name: str,
+                 images: Sequence[Mapping[str, object]] = DEFAULT_IMAGES) -> None:
+        self._images = [dict(image) for image in images]
         self._loop = loop
         self._clock = clock
         self._store = store
         self._backend = backend
         self.base_url = base_url
         self.account_name = account_name
+
+    def supported_images(self) -> list[dict[str, object]]:
+        """The node images pools may name (from the VM size catalogue)."""
+        return [dict(image) for image in self._images]
 
     # ------------------------------------------------------------------ plumbing
 

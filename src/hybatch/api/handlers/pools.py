@@ -105,30 +105,10 @@ async def node_counts(call: Call, service: BatchService) -> Response:
     return call.listing(listing, "poolnodecounts")
 
 
-SUPPORTED_IMAGES: list[dict[str, object]] = [
-    {
-        "nodeAgentSKUId": "batch.node.ubuntu 22.04",
-        "imageReference": {"publisher": "canonical", "offer": "0001-com-ubuntu-server-jammy",
-                           "sku": "22_04-lts", "version": "latest"},
-        "osType": "linux",
-        "capabilities": [],
-        "verificationType": "verified",
-    },
-    {
-        "nodeAgentSKUId": "batch.node.ubuntu 24.04",
-        "imageReference": {"publisher": "canonical", "offer": "ubuntu-24_04-lts",
-                           "sku": "server", "version": "latest"},
-        "osType": "linux",
-        "capabilities": [],
-        "verificationType": "verified",
-    },
-]
-
-
 @endpoint
 async def supported_images(call: Call, service: BatchService) -> Response:
     flt = call.filter("supported_images")
-    images = [image for image in SUPPORTED_IMAGES if flt is None or flt.matches(image)]
+    images = [image for image in service.supported_images() if flt is None or flt.matches(image)]
     limit = call.max_results()
     start = _offset(call.token())
     token = str(start + limit) if start + limit < len(images) else None
