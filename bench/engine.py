@@ -133,10 +133,10 @@ def run_engine(n: int, data_root: Path, node_root: Path | None, memory: bool) ->
 
 
 def _agent_pid(server: Server) -> int:
-    process = getattr(server.backend, "_process", None)
-    if process is None:
+    pid = getattr(server.backend, "agent_pid", None)
+    if pid is None:
         raise RuntimeError("the engine benchmark needs the node-agent backend")
-    return int(process.pid)
+    return int(pid)
 
 
 def main() -> None:

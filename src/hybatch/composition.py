@@ -77,7 +77,8 @@ class Server:
     started: bool = False
 
     def start(self) -> None:
-        """Recover stored state, start the backend and the writer loop."""
+        """Start (or re-attach to) the backend, recover stored state reconciled with what the
+        nodes report, start the writer loop."""
         if self.started:
             return
         self.compute.start(self.loop.post)
@@ -88,7 +89,8 @@ class Server:
 
     def stop(self) -> None:
         """Stop without losing anything: processes are killed unreported (their tasks are
-        requeued on the next start), the loop commits its last turn."""
+        requeued on the next start) unless the node agent is to outlive the stop, the loop
+        commits its last turn."""
         if not self.started:
             return
         self.compute.close()
@@ -108,7 +110,8 @@ def build_server(settings: Settings, *, store: Store | None = None) -> Server:
     catalogue = load_catalogue(settings.vm_sizes)
     backend: AgentBackend | LocalBackend
     if settings.node_agent:
-        backend = AgentBackend(settings.resolved_node_root(), account.name, base_url)
+        backend = AgentBackend(settings.resolved_node_root(), account.name, base_url,
+                               outlive_close=settings.agent_outlives_stop)
     else:
         backend = LocalBackend(settings.resolved_node_root(), account.name, base_url)
     backends: dict[str, ComputeBackend] = {"local": backend}

@@ -5,10 +5,10 @@ Imports: core records/effects/events, odata AST. No adapters.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Generic, Protocol, TypeVar
+from typing import Generic, Protocol, TypeVar, runtime_checkable
 
 from hybatch.core.effects import (
     DeleteTaskFiles,
@@ -189,3 +189,26 @@ class ComputeBackend(Protocol):
         """After a restart: the exit of an attempt the node recorded, if it did."""
         ...
     def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptRef:
+    """One attempt the store has in flight on a node (offered or running)."""
+
+    pool_id: str
+    node_id: str
+    job_id: str
+    task_id: str
+    attempt: int
+
+
+@runtime_checkable
+class Reattaching(Protocol):
+    """A backend whose nodes may outlive the service (optional capability): after a restart
+    it is told which attempts the store has in flight, before any other call but ``start``."""
+
+    def reattach(self, attempts: Sequence[AttemptRef]) -> list[Event]:
+        """The events that settle these attempts: TaskExited for each one that ended (from
+        what its node kept or recorded), TaskLost for each whose outcome is unknown, nothing
+        for those still running (their outcome is reported later through the sink)."""
+        ...

@@ -21,8 +21,12 @@ class Settings(BaseSettings):
     """Where local nodes keep their directories (the Batch node's temporary disk); default
     ``<data_dir>/nodes``. A tmpfs here makes task set-up much cheaper on slow disks."""
     node_agent: bool = True
-    """Run local nodes in a node-agent child process (its own interpreter and GIL) rather
-    than in the service process."""
+    """Run local nodes in a detached node-agent process (its own interpreter and GIL; it
+    outlives a server crash and the restarted server re-attaches to it) rather than in the
+    service process."""
+    agent_outlives_stop: bool = False
+    """On a clean stop, leave the node agent and its running tasks up for the next start to
+    re-attach to (instead of stopping it, which requeues those tasks on the next start)."""
     database_url: str | None = None
     """SQLAlchemy URL; default is SQLite (WAL) in the data directory."""
     account_name: str | None = None

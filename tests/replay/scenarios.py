@@ -103,7 +103,15 @@ class Gap:
 
 GAPS: dict[str, Gap] = {
     "Pools_CreatePool_AcceleratedNetworking": Gap(
-        "networkConfiguration is not supported", refusal=(400, "UnsupportedProperty")),
+        "Standard_D1_v2 is not in the default VM size catalogue (checked first; "
+        "networkConfiguration is not supported either)",
+        refusal=(400, "InvalidPropertyValue")),
+    "Pools_CreatePool_ResourceTags": Gap(
+        "STANDARD_DC2s_V2 is not in the default VM size catalogue (docs/dask.md: a catalogue "
+        "file adds sizes)", refusal=(400, "InvalidPropertyValue")),
+    "Pools_CreatePool_VirtualMachineConfiguration": Gap(
+        "nodeAgentSKUId 'batch.node.ubuntu 20.04' is not among the catalogue's supported images",
+        refusal=(400, "InvalidPropertyValue")),
     "Tasks_CreateTask_ContainerSettings": Gap(
         "container tasks are not supported", refusal=(400, "UnsupportedProperty")),
     "Tasks_CreateTask_ContainerSettingsWithDataIsolation_DuplicateSources": Gap(

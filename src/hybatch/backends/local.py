@@ -205,8 +205,41 @@ class LocalBackend:
         assert self._supervisor is not None, "start() first"
         self._supervisor.watch(fd, on_ready)
 
+    def unwatch(self, fd: int) -> None:
+        assert self._supervisor is not None, "start() first"
+        self._supervisor.unwatch(fd)
+
     def in_reaper_thread(self) -> bool:
         return self._supervisor is not None and self._supervisor.in_reaper_thread()
+
+    def held_launches(self) -> list[TaskLaunch]:
+        """Attempts accepted whose outcome has not been reported: running, about to report a
+        failed start, or waiting on their node for slots (what a re-attaching server keeps)."""
+        assert self._supervisor is not None, "start() first"
+        held = self._supervisor.launches()
+        with self._lock:
+            for node in self._nodes.values():
+                held.extend(pending[0] for pending in node.waiting)
+        return held
+
+    def busy(self) -> bool:
+        """Whether any accepted attempt has not been reported yet."""
+        with self._lock:
+            return any(node.outstanding for node in self._nodes.values())
+
+    def reconfigure(self, account_name: str, account_url: str,
+                    base_environment: Mapping[str, str] | None) -> None:
+        """New service identity for attempts started from now on (a server that re-attaches
+        may listen elsewhere); running attempts keep the environment they started with."""
+        with self._lock:
+            self._account_name, self._account_url = account_name, account_url
+            if base_environment is not None:
+                self._base_env = dict(base_environment)
+            for node in self._nodes.values():
+                context = dataclasses.replace(node.context, account_name=account_name,
+                                              account_url=account_url,
+                                              base_environment=self._base_env)
+                node.context, node.env = context, node_environment(context)
 
     def close(self) -> None:
         """Stop the threads and kill every process still running (nothing more is reported)."""

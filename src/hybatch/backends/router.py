@@ -11,7 +11,7 @@ Imports: ports, core effects/events.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 from hybatch.core.effects import (
     DeleteTaskFiles,
@@ -23,8 +23,8 @@ from hybatch.core.effects import (
     RestartNode,
     TaskLaunch,
 )
-from hybatch.core.events import TaskExited
-from hybatch.ports import ComputeBackend, EventSink, NodeFiles
+from hybatch.core.events import Event, TaskExited, TaskLost
+from hybatch.ports import AttemptRef, ComputeBackend, EventSink, NodeFiles, Reattaching
 
 
 class BackendRouter:
@@ -69,6 +69,27 @@ class BackendRouter:
 
     def kill_node_task(self, effect: KillNodeTask) -> None:
         self._of(effect.node_id).kill_node_task(effect)
+
+    def reattach(self, attempts: Sequence[AttemptRef]) -> list[Event]:
+        """:class:`hybatch.ports.Reattaching` for every backend: attempts on a backend whose
+        nodes outlive the service go to its ``reattach``; the others are settled from the
+        exit records their nodes kept (or lost). Nodes were provisioned first (recovery), so
+        each node's backend is known."""
+        groups: dict[int, tuple[ComputeBackend, list[AttemptRef]]] = {}
+        for ref in attempts:
+            backend = self._of(ref.node_id)
+            groups.setdefault(id(backend), (backend, []))[1].append(ref)
+        events: list[Event] = []
+        for backend, refs in groups.values():
+            if isinstance(backend, Reattaching):
+                events += backend.reattach(refs)
+                continue
+            for ref in refs:
+                exited = backend.collect_exit(ref.pool_id, ref.node_id, ref.job_id, ref.task_id,
+                                              ref.attempt)
+                events.append(exited if exited is not None else TaskLost(
+                    job_id=ref.job_id, task_id=ref.task_id, attempt=ref.attempt))
+        return events
 
     def start_task(self, launch: TaskLaunch) -> None:
         self._of(launch.node_id).start_task(launch)

@@ -176,9 +176,25 @@ class TaskSupervisor:
 
     def watch(self, fd: int, on_ready: Callable[[], bool]) -> None:
         """Call ``on_ready`` on the reaper thread whenever ``fd`` is readable, until it
-        returns False."""
+        returns False (or ``unwatch``). Watching a watched fd again replaces its callback."""
+        if fd in self._watched:
+            self._watched[fd] = on_ready
+            return
         self._watched[fd] = on_ready
         self._epoll.register(fd, select.EPOLLIN)
+
+    def unwatch(self, fd: int) -> None:
+        """Stop watching ``fd`` (call before closing it; from the reaper thread)."""
+        if self._watched.pop(fd, None) is not None:
+            with contextlib.suppress(OSError, ValueError):
+                self._epoll.unregister(fd)
+
+    def launches(self) -> list[TaskLaunch]:
+        """The attempts handed over whose outcome has not been delivered yet: running, or
+        failed to start and about to be reported (queued submissions are not included)."""
+        with self._lock:
+            return ([a.launch for a in self._by_key.values()]
+                    + [f.launch for f in self._failed])
 
     def in_reaper_thread(self) -> bool:
         return threading.current_thread() is self._thread
