@@ -18,8 +18,9 @@ a run starts, ``E`` when it ends, with the pid of the node agent that started it
   agent that ended so close to the kill that its exit record may not have been written (the
   outcome was then unknowable and the task was requeued, as it must be).
 
-``dependencies`` is a parameter so that the same job can be run with task dependencies once the
-core supports them (the check that a child starts after its parent finished is written).
+The job runs twice per store: as chains of ten tasks linked by ``dependsOn`` (a child must
+start only after its parent's run finished, checked from the markers) and as independent
+tasks.
 """
 
 from __future__ import annotations
@@ -139,7 +140,7 @@ def _schedule(rng: random.Random) -> list[tuple[float, str]]:
     return sorted([(p, "server") for p in points] + [(agent_at, "agent")])
 
 
-@pytest.mark.parametrize("dependencies", [False], ids=["independent"])
+@pytest.mark.parametrize("dependencies", [True, False], ids=["chains", "independent"])
 def test_every_task_completes_exactly_once(server: ServerProcess, tmp_path: Path,
                                            dependencies: bool) -> None:
     rng = random.Random(SEED)
