@@ -151,7 +151,7 @@ CONDITIONAL_BODIES: dict[str, dict[str, Any]] = {
     "Jobs_TerminateJob": {"terminateReason": "replay"},
     "Tasks_ReplaceTask": {"constraints": {"maxTaskRetryCount": 1}},
     "JobSchedules_ReplaceJobSchedule": {
-        "schedule": {"recurrenceInterval": "PT1H"},
+        "schedule": {"recurrenceInterval": "PT1H", "doNotRunUntil": "2099-01-01T00:00:00Z"},
         "jobSpecification": {"poolInfo": {"poolId": "{poolId}"}}},
     "JobSchedules_UpdateJobSchedule": {"metadata": [{"name": "k", "value": "v"}]},
     "Pools_UpdatePool": {"metadata": [{"name": "k", "value": "v"}]},
